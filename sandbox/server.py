@@ -1,0 +1,123 @@
+"""One local HTTP server imitating Retell, Twilio and OpenRouter under path prefixes.
+
+    /retell/...       base URL for Retell      (https://api.retellai.com)
+    /twilio/...       base URL for Twilio      (https://api.twilio.com)
+    /openrouter/...   base URL for OpenRouter  (https://openrouter.ai, so /openrouter/api/v1/...)
+    /_sandbox/...     control: health, config, directory, faults
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from sandbox import openrouter_api, retell_api, twilio_api
+from sandbox.agency import directory
+from sandbox.config import SandboxConfig
+from sandbox.faults import FaultInjector, FaultRule
+from sandbox.http_types import ApiError, Request, Response
+
+PROVIDERS = {"retell": retell_api, "twilio": twilio_api, "openrouter": openrouter_api}
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], config: SandboxConfig, faults: FaultInjector | None = None):
+        super().__init__(address, SandboxHandler)
+        self.config = config
+        self.faults = faults or FaultInjector()
+        self.requests_served = 0
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    server: SandboxServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence per-request logs
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        prefix, _, rest = url.path.lstrip("/").partition("/")
+        request = Request(self.command, "/" + rest, parse_qs(url.query, keep_blank_values=True),
+                          {k.lower(): v for k, v in self.headers.items()}, body)
+        self.server.requests_served += 1
+        try:
+            if prefix == "_sandbox":
+                response = self._control(request)
+            elif prefix in PROVIDERS:
+                response = self._provider(prefix, request)
+            else:
+                response = Response(404, {"message": f"unknown path {url.path}"})
+        except ApiError as exc:
+            response = exc.response
+        self._send(response)
+
+    def _provider(self, name: str, request: Request) -> Response:
+        module = PROVIDERS[name]
+        fault = self.server.faults.next_fault(name)
+        if fault is not None:
+            if fault.delay_ms:
+                time.sleep(fault.delay_ms / 1000)
+            if fault.status is not None:
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                return Response(fault.status, module.error_body(fault.status), headers)
+        return module.handle(self.server.config, request)
+
+    def _control(self, request: Request) -> Response:
+        if request.path == "/health":
+            return Response(200, {"status": "ok", "requests_served": self.server.requests_served,
+                                  "faults_injected": self.server.faults.injected})
+        if request.path == "/config":
+            return Response(200, self.server.config.to_json())
+        if request.path == "/directory":
+            return Response(200, directory(self.server.config))
+        if request.path == "/faults" and request.method == "POST":
+            spec = json.loads(request.body or b"{}")
+            self.server.faults.add(FaultRule(
+                provider=spec.get("provider", "*"), status=spec.get("status"), remaining=int(spec.get("count", 1)),
+                delay_ms=int(spec.get("delay_ms", 0)), retry_after=spec.get("retry_after")))
+            return Response(201, {"status": "added"})
+        if request.path == "/faults" and request.method == "DELETE":
+            self.server.faults.clear()
+            return Response(200, {"status": "cleared"})
+        return Response(404, {"message": f"unknown control path {request.path}"})
+
+    def _send(self, response: Response) -> None:
+        payload = json.dumps(response.body, separators=(",", ":")).encode()
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def start_in_thread(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0,
+                    faults: FaultInjector | None = None) -> SandboxServer:
+    """A running sandbox on a background thread; call .shutdown() to stop it."""
+    server = SandboxServer((host, port), config, faults)
+    threading.Thread(target=server.serve_forever, name="sandbox", daemon=True).start()
+    return server

@@ -1,0 +1,203 @@
+"""Twilio REST 2010-04-01 imitation: Accounts, Calls, Messages and daily Usage Records, Basic auth."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
+
+from sandbox.agency import clients
+from sandbox.config import SandboxConfig
+from sandbox.http_types import ApiError, Request, Response
+from sandbox.paging import decode_cursor, encode_cursor, page_through_days
+from sandbox.usage import API_VERSION, USAGE_CATEGORIES, client_day, rfc2822, usage_totals
+
+MAX_PAGE_SIZE = 1000
+ROUTE = re.compile(rf"^/{API_VERSION}/Accounts(?:/(AC[0-9a-f]{{32}})/(Calls|Messages|Usage/Records/Daily))?\.json$")
+
+
+def error(status: int, code: int, message: str) -> ApiError:
+    return ApiError(status, {"code": code, "message": message,
+                             "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status})
+
+
+def error_body(status: int) -> dict:
+    if status == 429:
+        return error(429, 20429, "Too Many Requests").response.body
+    return error(status, 20500, "Internal Server Error").response.body
+
+
+def authenticate(config: SandboxConfig, request: Request) -> None:
+    auth = request.headers.get("authorization", "")
+    expected = base64.b64encode(f"{config.twilio_account_sid}:{config.twilio_auth_token}".encode()).decode()
+    if auth != f"Basic {expected}":
+        raise error(401, 20003, "Authenticate")
+
+
+def _parse_day(value: str, parameter: str) -> date:
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise error(400, 20001, f"Invalid {parameter}: {value}") from exc
+
+
+def _day_window(request: Request, name: str, config: SandboxConfig) -> list[date]:
+    """Days selected by `Name`, `Name>` (on or after) and `Name<` (before), newest first."""
+    first, last = config.start_date, config.end_date
+    if request.arg(name):
+        first = last = _parse_day(request.arg(name), name)
+    if request.arg(f"{name}>"):
+        first = max(first, _parse_day(request.arg(f"{name}>"), f"{name}>"))
+    if request.arg(f"{name}<"):
+        last = min(last, _parse_day(request.arg(f"{name}<"), f"{name}<") - timedelta(days=1))
+    return [last - timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _page_size(request: Request) -> int:
+    try:
+        size = int(request.arg("PageSize", "50"))
+    except ValueError as exc:
+        raise error(400, 20001, "Invalid PageSize") from exc
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise error(400, 20001, f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+    return size
+
+
+def _envelope(request: Request, key: str, days: list[date], items_of_day, path: str) -> dict:
+    size = _page_size(request)
+    page = int(request.arg("Page", "0"))
+    cursor = (0, 0)
+    if request.arg("PageToken"):
+        try:
+            cursor = decode_cursor(request.arg("PageToken")[2:])
+        except ValueError as exc:
+            raise error(400, 20001, "Invalid PageToken") from exc
+    items, next_cursor = page_through_days(days, items_of_day, size, cursor)
+    filters = [(k, v) for k, values in request.query.items()
+               if k not in ("Page", "PageToken", "PageSize") for v in values]
+    base = f"/{API_VERSION}{path}"
+
+    def uri(page_number: int, token: str | None = None) -> str:
+        params = [*filters, ("PageSize", size), ("Page", page_number)]
+        if token:
+            params.append(("PageToken", token))
+        return f"{base}?{urlencode(params)}"
+
+    return {
+        key: items,
+        "end": page * size + max(len(items) - 1, 0),
+        "first_page_uri": uri(0),
+        "next_page_uri": uri(page + 1, "PA" + encode_cursor(*next_cursor)) if next_cursor else None,
+        "page": page,
+        "page_size": size,
+        "previous_page_uri": None,
+        "start": page * size,
+        "uri": uri(page, request.arg("PageToken")),
+    }
+
+
+def _subaccount_clients(config: SandboxConfig, account_sid: str, include_subaccounts: bool) -> list[int]:
+    if account_sid == config.twilio_account_sid:
+        return [c.index for c in clients(config)] if include_subaccounts else []
+    matching = [c.index for c in clients(config) if c.twilio_subaccount_sid == account_sid]
+    if not matching:
+        raise error(404, 20404, f"The requested resource /{API_VERSION}/Accounts/{account_sid} was not found")
+    return matching
+
+
+def _accounts(config: SandboxConfig, request: Request) -> Response:
+    created = rfc2822(datetime.combine(config.start_date - timedelta(days=365), datetime.min.time(), UTC))
+    master = config.twilio_account_sid
+    accounts = [{"sid": master, "owner_account_sid": master, "friendly_name": "Agency", "status": "active",
+                 "type": "Full", "date_created": created, "date_updated": created}]
+    accounts += [{"sid": c.twilio_subaccount_sid, "owner_account_sid": master, "friendly_name": c.name,
+                  "status": "active", "type": "Full", "date_created": created, "date_updated": created}
+                 for c in clients(config)]
+    return Response(200, _envelope(request, "accounts", [config.end_date], lambda _day: accounts, "/Accounts.json"))
+
+
+def _usage_records(config: SandboxConfig, request: Request, account_sid: str, indexes: list[int]):
+    """The days asked for, and a function giving each day's records, one per category."""
+    first = _parse_day(request.arg("StartDate"), "StartDate") if request.arg("StartDate") else config.start_date
+    last = _parse_day(request.arg("EndDate"), "EndDate") if request.arg("EndDate") else config.end_date
+    category_filter = request.arg("Category")
+    as_of = f"{config.today.isoformat()}T00:00:00+00:00"
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+    def records_of_day(day: date) -> list[dict]:
+        in_range = config.start_date <= day <= config.end_date
+        totals: dict[str, list] = {category: [0, 0, 0] for category, *_ in USAGE_CATEGORIES}
+        for index in indexes if in_range else []:
+            for category, (count, usage, price) in usage_totals(client_day(config, index, day)).items():
+                bucket = totals[category]
+                bucket[0] += count
+                bucket[1] += usage
+                bucket[2] += price
+        records = []
+        for category, description, count_unit, usage_unit in USAGE_CATEGORIES:
+            if category_filter and category != category_filter:
+                continue
+            count, usage, price = totals[category]
+            records.append({
+                "account_sid": account_sid,
+                "api_version": API_VERSION,
+                "as_of": as_of,
+                "category": category,
+                "count": str(count),
+                "count_unit": count_unit,
+                "description": description,
+                "end_date": day.isoformat(),
+                "price": f"{price:.5f}",
+                "price_unit": "usd",
+                "start_date": day.isoformat(),
+                "usage": f"{usage:.5f}" if usage_unit == "usd" else str(usage),
+                "usage_unit": usage_unit,
+                "uri": f"/{API_VERSION}/Accounts/{account_sid}/Usage/Records/Daily?Category={category}"
+                       f"&StartDate={day.isoformat()}&EndDate={day.isoformat()}",
+            })
+        return records
+
+    return days, records_of_day
+
+
+def handle(config: SandboxConfig, request: Request) -> Response:
+    authenticate(config, request)
+    match = ROUTE.match(request.path)
+    if request.method != "GET" or not match:
+        raise error(404, 20404, f"The requested resource {request.path} was not found")
+    account_sid, collection = match.groups()
+    if account_sid is None:
+        return _accounts(config, request)
+    path = f"/Accounts/{account_sid}/{collection}.json"
+    if collection == "Usage/Records/Daily":
+        include = (request.arg("IncludeSubaccounts", "true") or "true").lower() == "true"
+        indexes = _subaccount_clients(config, account_sid, include)
+        days, records_of_day = _usage_records(config, request, account_sid, indexes)
+        return Response(200, _envelope(request, "usage_records", days, records_of_day, path))
+
+    indexes = _subaccount_clients(config, account_sid, include_subaccounts=False)
+    if collection == "Calls":
+        days = _day_window(request, "StartTime", config)
+        status = request.arg("Status")
+
+        def calls_of_day(day: date) -> list[dict]:
+            legs = [leg for i in indexes for leg in client_day(config, i, day).twilio_calls
+                    if status is None or leg["status"] == status]
+            return sorted(legs, key=lambda leg: (_when(leg["start_time"] or leg["date_created"]), leg["sid"]),
+                          reverse=True)
+
+        return Response(200, _envelope(request, "calls", days, calls_of_day, path))
+
+    days = _day_window(request, "DateSent", config)
+
+    def messages_of_day(day: date) -> list[dict]:
+        messages = [m for i in indexes for m in client_day(config, i, day).twilio_messages]
+        return sorted(messages, key=lambda m: (_when(m["date_sent"]), m["sid"]), reverse=True)
+
+    return Response(200, _envelope(request, "messages", days, messages_of_day, path))
+
+
+def _when(rfc_date: str):
+    return parsedate_to_datetime(rfc_date)
