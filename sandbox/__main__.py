@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -63,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         faults = FaultInjector(args.error_rate, args.slow_rate, args.slow_ms, seed=config.seed)
         server = SandboxServer((args.host, args.port), config, faults)
         print(f"sandbox serving {config.to_json()} on {server.base_url}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
     elif args.command == "directory":
         text = yaml.safe_dump(directory(config), sort_keys=False)
         if args.output == "-":
@@ -81,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         count = sum(1 for _ in iter_records(config))
         seconds = time.perf_counter() - started
-        print(json.dumps({"records": count, "seconds": round(seconds, 2), "records_per_second": round(count / seconds)}))
+        rate = round(count / seconds)
+        print(json.dumps({"records": count, "seconds": round(seconds, 2), "records_per_second": rate}))
     elif args.command == "send-webhooks":
         print(send_webhooks(config, date.fromisoformat(args.day), args.retell_url, args.twilio_url))
     return 0

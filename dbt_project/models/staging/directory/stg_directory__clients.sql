@@ -1,0 +1,14 @@
+with source as (
+
+    select * from {{ source('directory', 'clients') }}
+
+)
+
+select
+    client_id,
+    name as client_name,
+    timezone as billing_timezone,
+    billing_anchor_day::integer as billing_anchor_day,
+    upper(currency) as currency
+
+from source

@@ -1,0 +1,31 @@
+with source as (
+
+    select * from {{ source('twilio', 'calls') }}
+
+),
+
+renamed as (
+
+    select
+        sid as call_sid,
+        account_sid,
+        parent_call_sid,
+        direction,
+        status,
+        "from" as from_number,
+        "to" as to_number,
+        phone_number_sid,
+        {{ rfc2822_to_timestamptz('date_created') }} as created_at,
+        {{ rfc2822_to_timestamptz('start_time') }} as started_at,
+        {{ rfc2822_to_timestamptz('end_time') }} as ended_at,
+        nullif(duration, '')::integer as duration_seconds,
+        ceil(nullif(duration, '')::numeric / 60)::integer as billed_minutes,
+        {{ twilio_charge_usd('price') }} as cost,
+        upper(price_unit) as currency,
+        to_timestamp(_dlt_load_id::numeric) as loaded_at
+
+    from source
+
+)
+
+select * from renamed

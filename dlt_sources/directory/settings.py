@@ -1,0 +1,3 @@
+"""Directory file location."""
+
+DEFAULT_DIRECTORY_PATH = ".local/directory.yaml"

@@ -1,0 +1,9 @@
+"""Retell API constants."""
+
+RETELL_API_BASE = "https://api.retellai.com"
+LIST_CALLS_PATH = "/v3/list-calls"
+PAGE_SIZE = 1000  # the API's maximum
+DEFAULT_LOOKBACK_HOURS = 48  # cost and analysis arrive after a call ends
+DEFAULT_INITIAL_DAYS = 30
+# Nested parts stay JSON columns; staging unpacks them.
+JSON_COLUMNS = ("call_cost", "llm_token_usage", "telephony_identifier", "metadata", "call_analysis")

@@ -1,0 +1,8 @@
+"""Twilio REST API constants."""
+
+TWILIO_API_BASE = "https://api.twilio.com"
+API_VERSION = "2010-04-01"
+PAGE_SIZE = 1000  # the API's maximum
+MAX_CONCURRENCY = 10  # Twilio answers 429 (code 20429) past its concurrency limit
+DEFAULT_LOOKBACK_DAYS = 3  # prices settle after the fact
+DEFAULT_INITIAL_DAYS = 30
