@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,12 +16,13 @@ import time
 import requests
 import yaml
 
-from dagster_project.warehouse import LOCAL_DIR, PROJECT_ROOT
+from dagster_project.warehouse import LOCAL_DIR, PROJECT_ROOT, stop_embedded
 from sandbox.config import SandboxConfig
 
 PROVIDERS_ENV = "BILLING_USAGE_PROVIDERS"
 SANDBOX_URL_ENV = "BILLING_USAGE_SANDBOX_URL"
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8787"
+SANDBOX_PID_FILE = LOCAL_DIR / "sandbox.pid"
 
 
 def providers_mode() -> str:
@@ -52,8 +54,9 @@ def ensure_sandbox() -> SandboxConfig:
     port = url.rsplit(":", 1)[-1]
     LOCAL_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOCAL_DIR / "sandbox.log", "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", port], cwd=PROJECT_ROOT,
-                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", port], cwd=PROJECT_ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    SANDBOX_PID_FILE.write_text(str(process.pid))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         config = _sandbox_config(url)
@@ -100,3 +103,22 @@ def ensure_dagster_home() -> str:
     home = os.environ.setdefault("DAGSTER_HOME", str(LOCAL_DIR / "dagster_home"))
     os.makedirs(home, exist_ok=True)
     return home
+
+
+def stop_local_services() -> None:
+    """Stop the sandbox this project started and the embedded PostgreSQL."""
+    if SANDBOX_PID_FILE.exists():
+        try:
+            os.kill(int(SANDBOX_PID_FILE.read_text()), signal.SIGTERM)
+            print("sandbox stopped")
+        except (ProcessLookupError, ValueError):
+            pass
+        SANDBOX_PID_FILE.unlink()
+    if stop_embedded():
+        print("embedded PostgreSQL stopped")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["stop"]:
+        sys.exit("usage: python -m dagster_project.local_env stop")
+    stop_local_services()

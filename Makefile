@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` runs the pipeline once, `make test` passes the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+MANIFEST := dbt_project/target/manifest.json
+DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
+             dbt_project/dbt_project.yml dbt_project/profiles.yml
+
+.PHONY: install manifest demo dev test test-integration lint bench-sandbox stop clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+manifest: $(MANIFEST)
+
+$(MANIFEST): $(STAMP) $(DBT_FILES)
+	$(BIN)/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+
+demo: $(MANIFEST)  ## materialize every asset once on the embedded default and print the totals
+	$(BIN)/python -m dagster_project.demo
+
+dev: $(MANIFEST)  ## the Dagster UI on the same setup, http://127.0.0.1:3000
+	$(BIN)/python -m dagster_project.dev
+
+test: $(MANIFEST)  ## every test; BILLING_USAGE_TEST_DATABASE_URL picks a server, else the embedded one
+	$(BIN)/pytest -q
+
+test-integration: $(MANIFEST)
+	$(BIN)/pytest -q -m integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
+	$(BIN)/python -m sandbox --clients 50 --agents-per-client 10 --days 10 --calls-per-agent-per-day 20 bench
+
+stop:  ## stop the background sandbox and the embedded PostgreSQL
+	-$(BIN)/python -m dagster_project.local_env stop
+
+clean: stop
+	rm -rf .local dbt_project/target dbt_project/logs

@@ -1,0 +1,27 @@
+"""`make dev`: the Dagster UI on the embedded default (warehouse, sandbox, local DAGSTER_HOME)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
+from dagster_project.warehouse import DATABASE_URL_ENV, PROJECT_ROOT, resolve_warehouse
+
+
+def main() -> None:
+    ensure_dagster_home()
+    ensure_provider_config()
+    warehouse = resolve_warehouse()
+    # Child processes (code server, runs) reuse this warehouse rather than resolving it again.
+    os.environ.setdefault(DATABASE_URL_ENV, warehouse.url)
+    host, port = os.environ.get("DAGSTER_HOST", "127.0.0.1"), os.environ.get("DAGSTER_PORT", "3000")
+    print(f"Warehouse {warehouse.display_url}; Dagster UI on http://{host}:{port}", flush=True)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.chdir(PROJECT_ROOT)
+    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", host, "-p", port])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""The provider sandbox: formats of the official examples, paging, auth, faults, consistency, webhooks."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import pytest
+import requests
+
+from sandbox.agency import clients, directory
+from sandbox.config import SandboxConfig
+from sandbox.totals import expected_totals, iter_records
+from sandbox.usage import client_day, openrouter_activity, rfc2822, twilio_price, usage_totals
+from sandbox.webhook_sender import send_webhooks
+from tests.conftest import SMALL, reference_json
+from webhooks.signatures import verify_retell, verify_twilio
+
+
+def _retell(server, body: dict, key: str | None = None) -> requests.Response:
+    key = key or SMALL.retell_api_key(0)
+    return requests.post(f"{server.base_url}/retell/v3/list-calls", json=body,
+                         headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+
+def _twilio(server, path: str, params: dict | None = None, auth=None) -> requests.Response:
+    auth = auth or (SMALL.twilio_account_sid, SMALL.twilio_auth_token)
+    return requests.get(f"{server.base_url}/twilio{path}", params=params, auth=auth, timeout=10)
+
+
+def _openrouter(server, path: str, key: str | None = None, **params) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.get(f"{server.base_url}/openrouter/api/v1{path}", params=params, headers=headers, timeout=10)
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+def test_twilio_objects_have_the_official_example_fields():
+    usage = client_day(SMALL, 0, SMALL.start_date)
+    official_call = reference_json("twilio", "ListCall.200.readFullPage1.json")["calls"][0]
+    official_message = reference_json("twilio", "ListMessage.200.readFullPage1.json")["messages"][0]
+    assert set(usage.twilio_calls[0]) == set(official_call)
+    assert set(usage.twilio_calls[0]["subresource_uris"]) == set(official_call["subresource_uris"])
+    message = next(m for day in SMALL.iter_days() for m in client_day(SMALL, 0, day).twilio_messages)
+    assert set(message) == set(official_message)
+    for leg in usage.twilio_calls:
+        assert isinstance(leg["price"], str) and isinstance(leg["duration"], str)
+        assert Decimal(leg["price"]) <= 0
+        assert leg["date_created"].endswith(" +0000")
+
+
+def test_twilio_list_envelope_and_usage_record_fields(sandbox_server):
+    official = reference_json("twilio", "ListUsageRecordDaily.200.readFull.json")
+    page = _twilio(sandbox_server, f"/2010-04-01/Accounts/{clients(SMALL)[0].twilio_subaccount_sid}"
+                                   "/Usage/Records/Daily.json", {"PageSize": 3}).json()
+    assert set(page) == set(official)
+    assert set(page["usage_records"][0]) == set(official["usage_records"][0])
+    assert page["usage_records"][0]["price_unit"] == "usd"
+
+
+def test_rfc2822_and_negative_string_prices():
+    assert rfc2822(datetime(2019, 10, 18, 17, 0, tzinfo=UTC)) == "Fri, 18 Oct 2019 17:00:00 +0000"
+    assert twilio_price(Decimal("0.0075")) == "-0.00750"
+    assert twilio_price(Decimal(0)) == "0.00000"
+
+
+def test_retell_calls_use_cents_and_epoch_milliseconds():
+    official = reference_json("retell", "V2PhoneCallResponse.synthesized_from_spec_examples.json")
+    phone_calls = [c for c in client_day(SMALL, 0, SMALL.start_date).retell_calls if c["call_type"] == "phone_call"]
+    call = phone_calls[0]
+    assert set(call) <= set(official) | {"workspace"}
+    assert isinstance(call["start_timestamp"], int) and call["start_timestamp"] > 1_600_000_000_000
+    cost = call["call_cost"]
+    assert set(cost) == set(official["call_cost"])
+    products = sum(Decimal(str(p["cost"])) for p in cost["product_costs"])
+    assert Decimal(str(cost["combined_cost"])) == products
+    assert cost["total_duration_seconds"] >= call["duration_ms"] / 1000
+    assert call["telephony_identifier"]["twilio_call_sid"].startswith("CA")
+
+
+def test_openrouter_rows_have_the_official_fields_and_current_sdk_additions(sandbox_server):
+    key = SMALL.openrouter_management_key
+    activity = _openrouter(sandbox_server, "/activity", key).json()["data"]
+    official = reference_json("openrouter", "getUserActivity.200.json")["data"][0]
+    assert set(activity[0]) == set(official) | {"cached_tokens"}
+    keys = _openrouter(sandbox_server, "/keys", key).json()["data"]
+    official_key = reference_json("openrouter", "listKeys.200.json")["data"][0]
+    assert set(keys[0]) == set(official_key) | {"external_user", "last_used_at"}
+    credits = _openrouter(sandbox_server, "/credits", key).json()["data"]
+    assert set(credits) == {"total_credits", "total_usage"}
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def test_generation_is_deterministic_and_seeded():
+    first = [r for _, _, r in iter_records(SMALL)]
+    assert first == [r for _, _, r in iter_records(SMALL)]
+    other = SandboxConfig(seed=8, clients=3, agents_per_client=2, days=5, calls_per_agent_per_day=6,
+                          end_date=SMALL.end_date)
+    assert first != [r for _, _, r in iter_records(other)]
+
+
+def test_scale_parameters_drive_the_volume():
+    config = SandboxConfig(seed=1, clients=2, agents_per_client=3, days=4, calls_per_agent_per_day=5)
+    totals = expected_totals(config)
+    assert totals[("retell", "client_001")].objects == 3 * 4 * 5
+    assert {client for _, client in totals} == {"client_001", "client_002"}
+
+
+def test_every_retell_phone_call_has_its_twilio_leg_in_the_clients_subaccount():
+    for client in clients(SMALL):
+        for day in SMALL.iter_days():
+            usage = client_day(SMALL, client.index, day)
+            legs = {leg["sid"]: leg for leg in usage.twilio_calls}
+            phone = [c for c in usage.retell_calls if c["call_type"] == "phone_call"]
+            assert len(legs) == len(phone) > 0
+            for call in phone:
+                leg = legs[call["telephony_identifier"]["twilio_call_sid"]]
+                assert leg["account_sid"] == client.twilio_subaccount_sid
+                assert {call["from_number"], call["to_number"]} == {leg["from"], leg["to"]}
+
+
+def test_each_client_has_its_own_key_numbers_and_directory_entries():
+    all_clients = clients(SMALL)
+    assert len({c.openrouter_key_hash for c in all_clients}) == len(all_clients)
+    numbers = [a.phone_number for c in all_clients for a in c.agents]
+    assert len(set(numbers)) == len(numbers)
+    owners = {(a["resource_type"], a["resource_id"]): a["client_id"] for a in directory(SMALL)["resource_assignments"]}
+    for client in all_clients:
+        assert owners[("openrouter_key", client.openrouter_key_hash)] == client.client_id
+        assert owners[("twilio_subaccount", client.twilio_subaccount_sid)] == client.client_id
+        for agent in client.agents:
+            assert owners[("twilio_phone_number", agent.phone_number)] == client.client_id
+            assert owners[("retell_agent", agent.retell_agent_id)] == client.client_id
+
+
+def test_usage_record_parents_are_the_sum_of_their_children():
+    totals = usage_totals(client_day(SMALL, 1, SMALL.end_date))
+    for parent, children in (("calls", ("calls-inbound", "calls-outbound")), ("sms", ("sms-inbound", "sms-outbound"))):
+        assert totals[parent] == tuple(sum(totals[c][i] for c in children) for i in range(3))
+    assert totals["totalprice"][2] == totals["calls"][2] + totals["sms"][2] + totals["mms"][2]
+
+
+# --- Retell API ----------------------------------------------------------------------------------
+
+def test_retell_pages_cover_every_call_once(sandbox_server):
+    seen, body, pages = [], {"limit": 17, "sort_order": "ascending"}, 0
+    while True:
+        page = _retell(sandbox_server, body).json()
+        seen += [c["call_id"] for c in page["items"]]
+        pages += 1
+        if not page["has_more"]:
+            assert page["pagination_key"] is None
+            break
+        body["pagination_key"] = page["pagination_key"]
+    expected = [c["call_id"] for _, _, c in iter_records(SMALL) if "call_id" in c]
+    assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
+    assert pages == -(-len(expected) // 17)
+
+
+def test_retell_start_timestamp_filter_and_descending_default(sandbox_server):
+    calls = [c for _, _, c in iter_records(SMALL) if "call_id" in c]
+    threshold = sorted(c["start_timestamp"] for c in calls)[len(calls) // 2]
+    body = {"limit": 1000, "filter_criteria": {"start_timestamp": {"op": "ge", "type": "number", "value": threshold}}}
+    items = _retell(sandbox_server, body).json()["items"]
+    assert len(items) == sum(c["start_timestamp"] >= threshold for c in calls)
+    starts = [c["start_timestamp"] for c in items]
+    assert starts == sorted(starts, reverse=True)
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"limit": 1001}, 400),
+    ({"filter_criteria": {"no_such_filter": {}}}, 400),
+    ({"pagination_key": "garbage!"}, 400),
+])
+def test_retell_rejects_bad_requests(sandbox_server, body, status):
+    response = _retell(sandbox_server, body)
+    assert response.status_code == status
+    assert response.json()["status"] == "error"
+
+
+def test_retell_rejects_bad_api_key(sandbox_server):
+    response = _retell(sandbox_server, {}, key="key_wrong")
+    assert response.status_code == 401 and response.json()["status"] == "error"
+
+
+# --- Twilio API ----------------------------------------------------------------------------------
+
+def test_twilio_next_page_uri_walks_all_calls(sandbox_server):
+    client = clients(SMALL)[0]
+    path = f"/2010-04-01/Accounts/{client.twilio_subaccount_sid}/Calls.json"
+    page = _twilio(sandbox_server, path, {"StartTime>": SMALL.start_date.isoformat(), "PageSize": 7}).json()
+    sids = []
+    while True:
+        sids += [c["sid"] for c in page["calls"]]
+        if not page["next_page_uri"]:
+            break
+        assert "PageToken=PA" in page["next_page_uri"] and "StartTime%3E=" in page["next_page_uri"]
+        page = _twilio(sandbox_server, page["next_page_uri"]).json()
+    expected = [leg["sid"] for day in SMALL.iter_days() for leg in client_day(SMALL, 0, day).twilio_calls]
+    assert sorted(sids) == sorted(expected)
+
+
+def test_twilio_subaccounts_are_listed_under_the_master(sandbox_server):
+    accounts = _twilio(sandbox_server, "/2010-04-01/Accounts.json").json()["accounts"]
+    assert {a["sid"] for a in accounts} == {SMALL.twilio_account_sid} | {c.twilio_subaccount_sid for c in clients(SMALL)}
+
+
+def test_twilio_rejects_bad_credentials_like_twilio(sandbox_server):
+    response = _twilio(sandbox_server, "/2010-04-01/Accounts.json", auth=(SMALL.twilio_account_sid, "wrong"))
+    assert response.status_code == 401
+    assert response.json() == {"code": 20003, "message": "Authenticate",
+                               "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}
+
+
+def test_twilio_unknown_account_is_404(sandbox_server):
+    response = _twilio(sandbox_server, "/2010-04-01/Accounts/AC" + "0" * 32 + "/Calls.json")
+    assert response.status_code == 404 and response.json()["code"] == 20404
+
+
+# --- OpenRouter API ------------------------------------------------------------------------------
+
+def test_openrouter_needs_a_management_key(sandbox_server):
+    assert _openrouter(sandbox_server, "/activity").status_code == 401
+    forbidden = _openrouter(sandbox_server, "/activity", "sk-or-v1-inference-key")
+    assert forbidden.status_code == 403
+    assert forbidden.json() == reference_json("openrouter", "getUserActivity.403.json")
+
+
+def test_openrouter_activity_per_key_and_date(sandbox_server):
+    client = clients(SMALL)[1]
+    day = SMALL.end_date
+    rows = _openrouter(sandbox_server, "/activity", SMALL.openrouter_management_key,
+                       api_key_hash=client.openrouter_key_hash, date=day.isoformat()).json()["data"]
+    assert rows == openrouter_activity(SMALL, client.index, day)
+    old = _openrouter(sandbox_server, "/activity", SMALL.openrouter_management_key, date="2001-01-01")
+    assert old.status_code == 400
+
+
+def test_openrouter_account_activity_sums_every_key(sandbox_server):
+    rows = _openrouter(sandbox_server, "/activity", SMALL.openrouter_management_key).json()["data"]
+    account_total = sum(Decimal(str(r["usage"])) for r in rows)
+    assert account_total == sum(t.cost_usd for (p, _), t in expected_totals(SMALL).items() if p == "openrouter")
+
+
+# --- faults --------------------------------------------------------------------------------------
+
+def test_injected_429_then_5xx_then_slow(sandbox_server):
+    control = f"{sandbox_server.base_url}/_sandbox/faults"
+    requests.post(control, json={"provider": "twilio", "status": 429, "count": 1, "retry_after": 2}, timeout=5)
+    requests.post(control, json={"provider": "twilio", "status": 503, "count": 1}, timeout=5)
+    requests.post(control, json={"provider": "twilio", "status": None, "count": 1, "delay_ms": 300}, timeout=5)
+    try:
+        first = _twilio(sandbox_server, "/2010-04-01/Accounts.json")
+        assert first.status_code == 429 and first.json()["code"] == 20429
+        assert first.headers["Retry-After"] == "2"
+        assert _twilio(sandbox_server, "/2010-04-01/Accounts.json").status_code == 503
+        started = datetime.now(UTC)
+        assert _twilio(sandbox_server, "/2010-04-01/Accounts.json").status_code == 200
+        assert (datetime.now(UTC) - started).total_seconds() >= 0.3
+        assert _twilio(sandbox_server, "/2010-04-01/Accounts.json").status_code == 200
+    finally:
+        requests.delete(control, timeout=5)
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+class _Capture(BaseHTTPRequestHandler):
+    received: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.received.append((self.path, dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+
+def test_signed_webhooks_verify_with_the_sdk_algorithms():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    _Capture.received = []
+    try:
+        statuses = send_webhooks(SMALL, SMALL.end_date, f"{base}/webhooks/retell", f"{base}/webhooks/twilio")
+    finally:
+        server.shutdown()
+    assert statuses == {204: len(_Capture.received)}
+    retell = [r for r in _Capture.received if r[0] == "/webhooks/retell"]
+    twilio = [r for r in _Capture.received if r[0] == "/webhooks/twilio"]
+    calls = [c for c in client_day(SMALL, 0, SMALL.end_date).retell_calls]
+    assert len(retell) >= 2 * len(calls) and twilio
+    for _, headers, body in retell:
+        assert verify_retell(body.decode(), SMALL.retell_api_key(0), headers["x-retell-signature"])
+    for _, headers, body in twilio:
+        params = parse_qsl(body.decode())
+        assert verify_twilio(f"{base}/webhooks/twilio", params, headers["X-Twilio-Signature"], SMALL.twilio_auth_token)
