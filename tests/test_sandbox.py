@@ -206,7 +206,8 @@ def test_twilio_next_page_uri_walks_all_calls(sandbox_server):
 
 def test_twilio_subaccounts_are_listed_under_the_master(sandbox_server):
     accounts = _twilio(sandbox_server, "/2010-04-01/Accounts.json").json()["accounts"]
-    assert {a["sid"] for a in accounts} == {SMALL.twilio_account_sid} | {c.twilio_subaccount_sid for c in clients(SMALL)}
+    subaccounts = {c.twilio_subaccount_sid for c in clients(SMALL)}
+    assert {a["sid"] for a in accounts} == {SMALL.twilio_account_sid} | subaccounts
 
 
 def test_twilio_rejects_bad_credentials_like_twilio(sandbox_server):

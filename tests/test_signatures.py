@@ -45,7 +45,8 @@ def test_twilio_signature_vectors():
     assert twilio_signature(uri.replace(".com/", ".com:443/"), params, token) == TWILIO["expected_https_with_port_443"]
     http = uri.replace("https://", "http://")
     assert twilio_signature(http.replace(".com/", ".com:80/"), params, token) == TWILIO["expected_http_with_port_80"]
-    assert twilio_signature(http.replace(".com/", ".com:1234/"), params, token) == TWILIO["expected_http_with_port_1234"]
+    with_port_1234 = http.replace(".com/", ".com:1234/")
+    assert twilio_signature(with_port_1234, params, token) == TWILIO["expected_http_with_port_1234"]
     duplicates = [tuple(pair) for pair in TWILIO["duplicate_params_multidict"]]
     assert twilio_signature(uri, duplicates, token) == TWILIO["duplicate_expected"]
 

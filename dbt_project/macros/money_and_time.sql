@@ -1,7 +1,7 @@
 {# Unit conversions, each done once, in staging. #}
 
 {% macro cents_to_usd(expression) -%}
-    (({{ expression }})::numeric / 100)
+    (({{ expression }})::numeric * 0.01)
 {%- endmacro %}
 
 {% macro epoch_ms_to_timestamptz(expression) -%}

@@ -1,0 +1,59 @@
+"""Dagster definitions load, lineage is one connected graph, and the dbt arguments are right."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey
+
+from dagster_project.definitions import defs
+from dagster_project.ingestion import raw_assets
+from dagster_project.transformation import dbt_build_args, dbt_project
+from dagster_project.warehouse import PROJECT_ROOT
+
+
+def _manifest() -> dict:
+    return json.loads(Path(dbt_project.manifest_path).read_text())
+
+
+def test_every_dbt_source_is_fed_by_a_dlt_asset():
+    produced_by_dlt = {key for assets in raw_assets for key in assets.keys}
+    sources = _manifest()["sources"].values()
+    assert sources
+    for source in sources:
+        key = AssetKey(source["meta"]["dagster"]["asset_key"])
+        assert key in produced_by_dlt, f"dbt source {source['unique_id']} has no upstream asset"
+
+
+def test_lineage_runs_from_raw_tables_to_daily_usage():
+    graph = defs.resolve_asset_graph()
+    daily = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "fct_daily_usage")
+    ancestors = graph.upstream_key_iterator(daily)
+    upstream = set(ancestors)
+    for raw in (AssetKey(["raw_retell", "calls"]), AssetKey(["raw_twilio", "calls"]),
+                AssetKey(["raw_openrouter", "activity"]), AssetKey(["raw_directory", "resource_assignments"])):
+        assert raw in upstream
+
+
+def test_usage_pipeline_job_and_schedule_are_defined():
+    job = defs.resolve_job_def("usage_pipeline")
+    assert job is not None
+    schedule = defs.resolve_schedule_def("usage_pipeline_schedule")
+    assert schedule.cron_schedule == "*/10 * * * *"
+
+
+def test_production_dbt_build_excludes_unit_tests():
+    args = dbt_build_args()
+    assert args[0] == "build"
+    assert args[args.index("--exclude") + 1] == "test_type:unit"
+
+
+def test_workspace_yaml_loads():
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -1,0 +1,133 @@
+"""The real path: sandbox -> dlt -> PostgreSQL -> dbt, run as the Dagster job, checked against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+from dagster import DagsterInstance
+
+from dagster_project.local_env import PROVIDERS_ENV, sandbox_source_config
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from dagster_project.warehouse import DATABASE_URL_ENV
+from sandbox.agency import clients
+from sandbox.totals import expected_totals, iter_records
+from tests.conftest import SMALL
+
+pytestmark = pytest.mark.integration
+
+
+def _query(warehouse, sql: str) -> list[tuple]:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
+def _canonical_totals(warehouse) -> dict[tuple[str, str], tuple[int, Decimal]]:
+    rows = _query(warehouse, """
+        select provider, client_id, count(distinct object_type || ':' || external_id), sum(cost_usd)
+        from marts.fct_usage_events group by provider, client_id""")
+    return {(provider, client): (objects, cost) for provider, client, objects, cost in rows}
+
+
+def _raw_counts(warehouse) -> dict[str, int]:
+    tables = ("raw_retell.calls", "raw_twilio.calls", "raw_twilio.messages", "raw_openrouter.activity")
+    return {table: _query(warehouse, f"select count(*) from {table}")[0][0] for table in tables}
+
+
+@pytest.fixture(scope="module")
+def pipeline(database_factory, sandbox_server, tmp_path_factory):
+    """Two runs of the usage_pipeline job into a fresh database; yields the warehouse and run results."""
+    warehouse = database_factory("pipeline")
+    directory_path = tmp_path_factory.mktemp("directory") / "directory.yaml"
+    directory_path.write_text(json.dumps(sandbox_directory(sandbox_server)))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(PROVIDERS_ENV, "live")  # real-provider configuration, pointed at the sandbox
+        env.setenv(DATABASE_URL_ENV, warehouse.url)
+        for name, value in {**sandbox_source_config(sandbox_server.base_url, SMALL, str(directory_path)),
+                            **warehouse.dbt_env()}.items():
+            env.setenv(name, value)
+        from dagster_project.definitions import defs
+
+        job = defs.resolve_job_def("usage_pipeline")
+        instance = DagsterInstance.ephemeral()
+        first = job.execute_in_process(instance=instance)
+        after_first = (_raw_counts(warehouse), _canonical_totals(warehouse))
+        second = job.execute_in_process(instance=instance)
+        yield {"warehouse": warehouse, "first": first, "second": second, "after_first": after_first}
+
+
+def sandbox_directory(server) -> dict:
+    import requests
+
+    return requests.get(f"{server.base_url}/_sandbox/directory", timeout=10).json()
+
+
+def test_runs_succeed_and_materialize_every_asset(pipeline):
+    assert pipeline["first"].success and pipeline["second"].success
+    from dagster_project.definitions import defs
+
+    materialized = {event.asset_key for event in pipeline["first"].get_asset_materialization_events()}
+    assert materialized == set(defs.resolve_asset_graph().get_all_asset_keys())
+
+
+def test_canonical_totals_equal_what_the_sandbox_generated(pipeline):
+    expected = {key: (t.objects, t.cost_usd) for key, t in expected_totals(SMALL).items()}
+    assert pipeline["after_first"][1] == expected
+    assert _canonical_totals(pipeline["warehouse"]) == expected
+
+
+def test_raw_tables_hold_each_object_once(pipeline):
+    generated = defaultdict(int)
+    for provider, _, record in iter_records(SMALL):
+        table = {"retell": "raw_retell.calls", "openrouter": "raw_openrouter.activity"}.get(provider)
+        table = table or ("raw_twilio.calls" if record["sid"].startswith("CA") else "raw_twilio.messages")
+        generated[table] += 1
+    assert _raw_counts(pipeline["warehouse"]) == dict(generated)
+    assert pipeline["after_first"][0] == dict(generated)  # the second run duplicated nothing
+
+
+def test_daily_usage_equals_events_per_provider(pipeline):
+    daily = dict(_query(pipeline["warehouse"],
+                        "select provider, sum(cost_usd) from marts.fct_daily_usage group by provider"))
+    generated = defaultdict(Decimal)
+    for (provider, _), total in expected_totals(SMALL).items():
+        generated[provider] += total.cost_usd
+    assert daily == dict(generated)
+    days = _query(pipeline["warehouse"], "select min(usage_date), max(usage_date) from marts.fct_daily_usage")
+    assert days == [(SMALL.start_date, SMALL.end_date)]
+
+
+def test_events_are_attributed_to_the_owning_client_and_agent(pipeline):
+    owner = {a.retell_agent_id: (c.client_id, a.agent_id) for c in clients(SMALL) for a in c.agents}
+    rows = _query(pipeline["warehouse"], """
+        select attributes ->> 'retell_agent_id', client_id, agent_id, attribution_status
+        from marts.fct_usage_events where provider = 'retell'""")
+    assert rows and all(owner[agent] == (client, agent_id) for agent, client, agent_id, _ in rows)
+    statuses = _query(pipeline["warehouse"], "select distinct attribution_status from marts.fct_usage_events")
+    assert statuses == [("attributed",)]
+    twilio_agents = _query(pipeline["warehouse"], """
+        select count(*) filter (where agent_id is null), count(*) from marts.fct_usage_events
+        where provider = 'twilio'""")
+    assert twilio_agents[0][0] == 0 and twilio_agents[0][1] > 0
+
+
+def test_marts_hold_no_phone_numbers_in_the_clear(pipeline):
+    numbers = [a.phone_number for c in clients(SMALL) for a in c.agents]
+    leaked = _query(pipeline["warehouse"], f"""
+        select count(*) from marts.fct_usage_events
+        where attributes::text ~ '{"|".join(n.replace("+", "[+]") for n in numbers)}|[+]1303'""")
+    assert leaked == [(0,)]
+
+
+def test_dbt_unit_tests_pass(pipeline):
+    result = subprocess.run(
+        [DBT_EXECUTABLE, "test", "--select", "test_type:unit", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR)],
+        capture_output=True, text=True, env={**__import__("os").environ, **pipeline["warehouse"].dbt_env()},
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "PASS=4" in result.stdout
