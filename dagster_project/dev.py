@@ -18,7 +18,9 @@ def main() -> None:
     os.environ.setdefault(DATABASE_URL_ENV, warehouse.url)
     host, port = os.environ.get("DAGSTER_HOST", "127.0.0.1"), os.environ.get("DAGSTER_PORT", "3000")
     print(f"Warehouse {warehouse.display_url}; Dagster UI on http://{host}:{port}", flush=True)
-    dagster = str(Path(sys.executable).with_name("dagster"))
+    bin_dir = Path(sys.executable).parent
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"  # dbt, for prepare_if_dev
+    dagster = str(bin_dir / "dagster")
     os.chdir(PROJECT_ROOT)
     os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", host, "-p", port])
 

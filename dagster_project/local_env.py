@@ -102,6 +102,10 @@ def ensure_dagster_home() -> str:
     """DAGSTER_HOME, by default a local folder with Dagster's SQLite storage."""
     home = os.environ.setdefault("DAGSTER_HOME", str(LOCAL_DIR / "dagster_home"))
     os.makedirs(home, exist_ok=True)
+    instance_yaml = os.path.join(home, "dagster.yaml")
+    if not os.path.exists(instance_yaml):
+        with open(instance_yaml, "w") as handle:
+            handle.write("# Local instance: SQLite storage in this folder. Production: deploy/dagster.yaml.\n")
     return home
 
 
