@@ -2,16 +2,19 @@
 
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dlt
-from dagster import AssetExecutionContext, AssetKey, AssetSpec
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, Failure
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from dagster_project.collector_state import record_failure, record_success
 from dagster_project.local_env import ensure_provider_config
 from dagster_project.resources import WarehouseResource
 from dagster_project.warehouse import LOCAL_DIR
 from dlt_sources.directory import directory_source
+from dlt_sources.http_client import ProviderError
 from dlt_sources.openrouter import openrouter_source
 from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source
@@ -36,9 +39,31 @@ def _template_pipeline(name: str) -> dlt.Pipeline:
                         pipelines_dir=str(LOCAL_DIR / "dlt" / "definitions"))
 
 
+def _provider_error(exc: BaseException) -> ProviderError | None:
+    while exc is not None:
+        if isinstance(exc, ProviderError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _run(context: AssetExecutionContext, dlt_resource: DagsterDltResource, warehouse: WarehouseResource,
          name: str, source: dlt.sources.DltSource) -> Iterator:
-    yield from dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=warehouse.dlt_pipeline(name))
+    """Run one pipeline and record the outcome, per account, in ops.collector_state."""
+    pipeline = warehouse.dlt_pipeline(name)
+    started_at = datetime.now(UTC)
+    try:
+        yield from dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline)
+    except Exception as exc:
+        provider_error = _provider_error(exc)
+        message = str(provider_error or exc)[:2000]
+        record_failure(warehouse.warehouse, name, provider_error.account if provider_error else None, message,
+                       context.run_id, started_at, datetime.now(UTC))
+        if provider_error is not None:
+            raise Failure(description=message, metadata={"provider_status": provider_error.status}) from exc
+        raise
+    loaded = record_success(warehouse.warehouse, name, pipeline, context.run_id, started_at, datetime.now(UTC))
+    context.log.info(f"{name}: {loaded} rows collected")
 
 
 @dlt_assets(dlt_source=retell_source(workspaces=[]), dlt_pipeline=_template_pipeline("retell"),

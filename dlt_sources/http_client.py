@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import requests
 
@@ -18,12 +18,13 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 52
 class ProviderError(RuntimeError):
     """A provider answered with an error we will not retry (or retried until we gave up)."""
 
-    def __init__(self, provider: str, method: str, url: str, status: int | None, message: str,
+    def __init__(self, provider: str, account: str, method: str, url: str, status: int | None, message: str,
                  code: object = None):
-        self.provider, self.status, self.code, self.provider_message = provider, status, code, message
+        self.provider, self.account, self.status, self.code = provider, account, status, code
+        self.provider_message = message
         where = f"{method} {url.split('?')[0]}"
         detail = f"HTTP {status}" + (f" code {code}" if code is not None else "") if status else "no response"
-        super().__init__(f"{provider}: {where} failed ({detail}): {message}")
+        super().__init__(f"{provider} account {account}: {where} failed ({detail}): {message}")
 
 
 def provider_message(response: requests.Response) -> tuple[str, object]:
@@ -43,16 +44,22 @@ def provider_message(response: requests.Response) -> tuple[str, object]:
 class RequestStats:
     requests: int = 0
     retries: int = 0
-    errors: list[str] = field(default_factory=list)
+
+    def since(self, earlier: RequestStats) -> RequestStats:
+        return RequestStats(self.requests - earlier.requests, self.retries - earlier.retries)
+
+    def snapshot(self) -> RequestStats:
+        return RequestStats(self.requests, self.retries)
 
 
 class ProviderClient:
     """A requests session for one provider account. Auth lives in the session, never in messages."""
 
-    def __init__(self, provider: str, base_url: str, *, auth=None, headers: dict | None = None,
+    def __init__(self, provider: str, base_url: str, *, account: str, auth=None, headers: dict | None = None,
                  timeout: float = 60.0, max_attempts: int = 8, backoff_base: float = 0.5,
                  backoff_max: float = 30.0, max_concurrency: int | None = None):
         self.provider = provider
+        self.account = account
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.auth = auth
@@ -87,19 +94,18 @@ class ProviderClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = f"{type(exc).__name__}"
                 if attempt + 1 == self.max_attempts:
-                    raise ProviderError(self.provider, method, url, None, failure) from None
+                    raise ProviderError(self.provider, self.account, method, url, None, failure) from None
             else:
                 if response.ok:
                     return response.json()
                 message, code = provider_message(response)
                 if response.status_code not in RETRY_STATUSES or attempt + 1 == self.max_attempts:
-                    self.stats.errors.append(f"HTTP {response.status_code}: {message}")
-                    raise ProviderError(self.provider, method, url, response.status_code, message, code)
+                    raise ProviderError(self.provider, self.account, method, url, response.status_code, message, code)
                 failure = f"HTTP {response.status_code}: {message}"
             self.stats.retries += 1
             delay = self._delay(attempt, response)
-            logger.warning("%s: %s %s -> %s; retry %d in %.1fs", self.provider, method, url.split("?")[0],
-                           failure, attempt + 1, delay)
+            logger.warning("%s account %s: %s %s -> %s; retry %d in %.1fs", self.provider, self.account, method,
+                           url.split("?")[0], failure, attempt + 1, delay)
             time.sleep(delay)
         raise AssertionError("unreachable")
 

@@ -3,7 +3,7 @@
     /retell/...       base URL for Retell      (https://api.retellai.com)
     /twilio/...       base URL for Twilio      (https://api.twilio.com)
     /openrouter/...   base URL for OpenRouter  (https://openrouter.ai, so /openrouter/api/v1/...)
-    /_sandbox/...     control: health, config, directory, faults
+    /_sandbox/...     control: health, config, directory, faults, pending (unsettled prices)
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector, FaultRule
 from sandbox.http_types import ApiError, Request, Response
+from sandbox.pending import unsettle
 
 PROVIDERS = {"retell": retell_api, "twilio": twilio_api, "openrouter": openrouter_api}
 
@@ -32,6 +34,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.config = config
         self.faults = faults or FaultInjector()
         self.requests_served = 0
+        self.pending_days = 0  # the last N days are served with unsettled prices
 
     @property
     def base_url(self) -> str:
@@ -83,7 +86,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if fault.status is not None:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return Response(fault.status, module.error_body(fault.status), headers)
-        return module.handle(self.server.config, request)
+        response = module.handle(self.server.config, request)
+        if self.server.pending_days:
+            since = self.server.config.end_date - timedelta(days=self.server.pending_days - 1)
+            response.body = unsettle(name, response.body, since)
+        return response
 
     def _control(self, request: Request) -> Response:
         if request.path == "/health":
@@ -99,6 +106,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 provider=spec.get("provider", "*"), status=spec.get("status"), remaining=int(spec.get("count", 1)),
                 delay_ms=int(spec.get("delay_ms", 0)), retry_after=spec.get("retry_after")))
             return Response(201, {"status": "added"})
+        if request.path == "/pending":
+            days = int(json.loads(request.body or b"{}").get("days", 1)) if request.method == "POST" else 0
+            self.server.pending_days = days
+            return Response(200, {"pending_days": days})
         if request.path == "/faults" and request.method == "DELETE":
             self.server.faults.clear()
             return Response(200, {"status": "cleared"})

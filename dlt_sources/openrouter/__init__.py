@@ -9,12 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 import dlt
 from dlt.sources import DltResource
 
+from dlt_sources.account_state import account_state, record_success
 from dlt_sources.http_client import ProviderClient
 from dlt_sources.openrouter.helpers import iter_keys
 from dlt_sources.openrouter.settings import (
     ACTIVITY_DAYS_AVAILABLE,
     DEFAULT_LOOKBACK_DAYS,
     OPENROUTER_API_BASE,
+    REQUEST_TIMEOUT_SECONDS,
 )
 
 logger = logging.getLogger(__name__)
@@ -25,49 +27,58 @@ def openrouter_source(
     accounts: Sequence[dict] = dlt.secrets.value,
     base_url: str = OPENROUTER_API_BASE,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS,
 ) -> Sequence[DltResource]:
     """`accounts`: [{"name": "agency", "management_key": "sk-or-v1-..."}, ...]."""
-    clients = [(a["name"], ProviderClient("openrouter", base_url,
-                                          headers={"Authorization": f"Bearer {a['management_key']}"}))
+    clients = [ProviderClient("openrouter", base_url, account=a["name"], timeout=request_timeout,
+                              headers={"Authorization": f"Bearer {a['management_key']}"})
                for a in accounts]
     return [keys(clients), activity(clients, lookback_days), credits(clients)]
 
 
-@dlt.resource(write_disposition="merge", primary_key="hash")
-def keys(clients: list[tuple[str, ProviderClient]]) -> Iterator[list[dict]]:
-    for name, client in clients:
-        yield [{**key, "account": name} for key in iter_keys(client)]
+@dlt.resource(write_disposition="merge", primary_key="hash",
+              columns={"external_user": {"data_type": "text"}, "last_used_at": {"data_type": "text"}})
+def keys(clients: list[ProviderClient]) -> Iterator[list[dict]]:
+    for client in clients:
+        yield [{**key, "account": client.account} for key in iter_keys(client)]
+
+
+def missed_days(last_day: date | None, oldest_available: date) -> int:
+    """Completed days after `last_day` that /activity can no longer return."""
+    return max(0, (oldest_available - last_day).days - 1) if last_day else 0
 
 
 @dlt.resource(write_disposition="merge", primary_key=("date", "api_key_hash", "model_permaslug", "endpoint_id"))
-def activity(clients: list[tuple[str, ProviderClient]], lookback_days: int) -> Iterator[list[dict]]:
-    """Daily activity per key since the last completed day loaded, minus the look-back window.
+def activity(clients: list[ProviderClient], lookback_days: int) -> Iterator[list[dict]]:
+    """Each key's completed days since its last loaded day, minus the look-back window.
 
-    /activity only reaches 30 days back: a gap larger than that cannot be recovered and is logged
-    as an error, with the days lost.
+    /activity reaches 30 completed days back only. Days lost beyond that cannot be recovered:
+    they are logged as an error and kept as a warning in the key's collector state.
     """
-    cursors: dict = dlt.current.resource_state().setdefault("last_day", {})
     today = datetime.now(UTC).date()
-    oldest_available = today - timedelta(days=ACTIVITY_DAYS_AVAILABLE)
-    for name, client in clients:
+    yesterday, oldest_available = today - timedelta(days=1), today - timedelta(days=ACTIVITY_DAYS_AVAILABLE)
+    for client in clients:
         for key in iter_keys(client):
-            key_hash = key["hash"]
-            last_day = cursors.get(key_hash)
-            start = oldest_available
-            if last_day is not None:
-                start = max(oldest_available, date.fromisoformat(last_day) - timedelta(days=lookback_days))
-                missed = (oldest_available - date.fromisoformat(last_day)).days - 1
-                if missed > 0:
-                    logger.error("openrouter: key %s (%s) lost %d day(s) of activity older than %s",
-                                 key.get("name"), key_hash[:8], missed, oldest_available)
-            rows = client.get("/activity", params={"api_key_hash": key_hash})["data"]
-            yield [{**row, "api_key_hash": key_hash, "account": name}
-                   for row in rows if date.fromisoformat(row["date"]) >= start]
-            cursors[key_hash] = (today - timedelta(days=1)).isoformat()
+            account = f"{client.account}/{key['hash'][:12]}"
+            last_day = account_state(account).get("cursor")
+            last_day = date.fromisoformat(last_day) if last_day else None
+            start = max(oldest_available, last_day - timedelta(days=lookback_days)) if last_day else oldest_available
+            lost = missed_days(last_day, oldest_available)
+            warning = None
+            if lost:
+                warning = (f"{lost} day(s) of activity after {last_day} are older than 30 days and were not "
+                           f"collected: {last_day + timedelta(days=1)} .. {oldest_available - timedelta(days=1)}")
+                logger.error("openrouter key %s (%s): %s", key.get("name"), account, warning)
+            before = client.stats.snapshot()
+            rows = client.get("/activity", params={"api_key_hash": key["hash"]})["data"]
+            page = [{**row, "api_key_hash": key["hash"], "account": client.account}
+                    for row in rows if date.fromisoformat(row["date"]) >= start]
+            yield page
+            record_success(account, yesterday.isoformat(), len(page), client.stats.since(before), warning=warning)
 
 
 @dlt.resource(write_disposition="append")
-def credits(clients: list[tuple[str, ProviderClient]]) -> Iterator[dict]:
+def credits(clients: list[ProviderClient]) -> Iterator[dict]:
     fetched_at = datetime.now(UTC).isoformat()
-    for name, client in clients:
-        yield {**client.get("/credits")["data"], "account": name, "fetched_at": fetched_at}
+    for client in clients:
+        yield {**client.get("/credits")["data"], "account": client.account, "fetched_at": fetched_at}

@@ -8,12 +8,14 @@ from collections.abc import Iterator, Sequence
 import dlt
 from dlt.sources import DltResource
 
+from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.http_client import ProviderClient
 from dlt_sources.retell.helpers import iter_call_pages
 from dlt_sources.retell.settings import (
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_HOURS,
     JSON_COLUMNS,
+    REQUEST_TIMEOUT_SECONDS,
     RETELL_API_BASE,
 )
 
@@ -24,9 +26,15 @@ def retell_source(
     base_url: str = RETELL_API_BASE,
     lookback_hours: int = DEFAULT_LOOKBACK_HOURS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS,
 ) -> Sequence[DltResource]:
     """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]."""
-    return [calls(workspaces, base_url, lookback_hours, initial_days)]
+    clients = [
+        (w["name"], ProviderClient("retell", base_url, account=w["name"], timeout=request_timeout,
+                                   headers={"Authorization": f"Bearer {w['api_key']}"}))
+        for w in workspaces
+    ]
+    return [calls(clients, lookback_hours, initial_days)]
 
 
 @dlt.resource(
@@ -34,21 +42,19 @@ def retell_source(
     primary_key="call_id",
     columns={name: {"data_type": "json"} for name in JSON_COLUMNS},
 )
-def calls(workspaces: Sequence[dict], base_url: str, lookback_hours: int, initial_days: int) -> Iterator[list[dict]]:
+def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initial_days: int) -> Iterator[list[dict]]:
     """Every call of each workspace that started since its cursor minus the look-back window.
 
     The cursor is the time the previous successful run started; it is saved with the load, so a
     failed or killed run leaves it where it was.
     """
-    cursors: dict = dlt.current.resource_state().setdefault("cursor_ms", {})
-    for workspace in workspaces:
-        name = workspace["name"]
+    for name, client in clients:
         run_started_ms = int(time.time() * 1000)
-        previous = cursors.get(name, run_started_ms - initial_days * 86_400_000)
+        previous = account_state(name).get("cursor", run_started_ms - initial_days * 86_400_000)
         start_ms = previous - lookback_hours * 3_600_000
-        client = ProviderClient("retell", base_url, headers={"Authorization": f"Bearer {workspace['api_key']}"})
-        for page in iter_call_pages(client, start_ms):
+        before, rows = client.stats.snapshot(), [0]
+        for page in counted(iter_call_pages(client, start_ms), rows):
             for call in page:
                 call["workspace"] = name
             yield page
-        cursors[name] = run_started_ms
+        record_success(name, run_started_ms, rows[0], client.stats.since(before))

@@ -7,3 +7,4 @@ DEFAULT_LOOKBACK_HOURS = 48  # cost and analysis arrive after a call ends
 DEFAULT_INITIAL_DAYS = 30
 # Nested parts stay JSON columns; staging unpacks them.
 JSON_COLUMNS = ("call_cost", "llm_token_usage", "telephony_identifier", "metadata", "call_analysis")
+REQUEST_TIMEOUT_SECONDS = 300  # the SDK's own timeout for list calls

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import dlt
 from dlt.sources import DltResource
 
+from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.http_client import ProviderClient
 from dlt_sources.twilio.helpers import account_sids, iter_pages
 from dlt_sources.twilio.settings import (
@@ -15,6 +16,7 @@ from dlt_sources.twilio.settings import (
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_DAYS,
     MAX_CONCURRENCY,
+    REQUEST_TIMEOUT_SECONDS,
     TWILIO_API_BASE,
 )
 
@@ -31,75 +33,68 @@ def twilio_source(
     base_url: str = TWILIO_API_BASE,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS,
 ) -> Sequence[DltResource]:
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...]."""
-    windows = _Windows(lookback_days, initial_days)
+    clients = [
+        (ProviderClient("twilio", base_url, account=a["account_sid"], auth=(a["account_sid"], a["auth_token"]),
+                        timeout=request_timeout, max_concurrency=MAX_CONCURRENCY),
+         a.get("include_subaccounts", True))
+        for a in accounts
+    ]
+    window = _Window(lookback_days, initial_days)
     return [
-        calls(accounts, base_url, windows),
-        messages(accounts, base_url, windows),
-        usage_records(accounts, base_url, windows),
+        calls(clients, window),
+        messages(clients, window),
+        usage_records(clients, window),
     ]
 
 
-class _Windows:
-    """Per-account day cursors: the UTC day each resource last completed a run on."""
+class _Window:
+    """Day-granular windows: from the day an account's last successful run started, minus the look-back."""
 
     def __init__(self, lookback_days: int, initial_days: int):
         self.lookback_days = lookback_days
         self.initial_days = initial_days
         self.today = datetime.now(UTC).date()
 
-    def start(self, cursors: dict, account_sid: str) -> date:
-        previous = cursors.get(account_sid)
+    def start(self, account_sid: str) -> date:
+        previous = account_state(account_sid).get("cursor")
         if previous is None:
             return self.today - timedelta(days=self.initial_days)
         return date.fromisoformat(previous) - timedelta(days=self.lookback_days)
 
 
-def _accounts(accounts: Sequence[dict], base_url: str) -> Iterator[tuple[ProviderClient, str]]:
-    for account in accounts:
-        client = ProviderClient("twilio", base_url, auth=(account["account_sid"], account["auth_token"]),
-                                max_concurrency=MAX_CONCURRENCY)
-        for sid in account_sids(client, account["account_sid"], account.get("include_subaccounts", True)):
-            yield client, sid
-
-
-def _collect(accounts, base_url, windows: _Windows, collection: str, items_key: str, date_param: str):
-    cursors: dict = dlt.current.resource_state().setdefault("cursor_day", {})
-    for client, sid in _accounts(accounts, base_url):
-        start = windows.start(cursors, sid)
-        path = f"/{API_VERSION}/Accounts/{sid}/{collection}.json"
-        yield from iter_pages(client, path, items_key, {f"{date_param}>": start.isoformat()})
-        cursors[sid] = windows.today.isoformat()
+def _collect(clients, window: _Window, path: str, items_key: str, params_for) -> Iterator[list[dict]]:
+    """Every page of `path` for every account and subaccount, recording each account's success."""
+    for client, include_subaccounts in clients:
+        for sid in account_sids(client, client.account, include_subaccounts):
+            before, rows = client.stats.snapshot(), [0]
+            start = window.start(sid)
+            yield from counted(iter_pages(client, path.format(sid=sid), items_key, params_for(start)), rows)
+            record_success(sid, window.today.isoformat(), rows[0], client.stats.since(before))
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",
               columns=_hints("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time"))
-def calls(accounts: Sequence[dict], base_url: str, windows: _Windows) -> Iterator[list[dict]]:
-    yield from _collect(accounts, base_url, windows, "Calls", "calls", "StartTime")
+def calls(clients, window: _Window) -> Iterator[list[dict]]:
+    yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Calls.json", "calls",
+                        lambda start: {"StartTime>": start.isoformat()})
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",
               columns=_hints("price", "num_segments", "num_media", "messaging_service_sid", "date_sent",
                              "error_message", error_code="bigint"))
-def messages(accounts: Sequence[dict], base_url: str, windows: _Windows) -> Iterator[list[dict]]:
-    yield from _collect(accounts, base_url, windows, "Messages", "messages", "DateSent")
+def messages(clients, window: _Window) -> Iterator[list[dict]]:
+    yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", "messages",
+                        lambda start: {"DateSent>": start.isoformat()})
 
 
-@dlt.resource(
-    write_disposition="merge",
-    primary_key=("account_sid", "category", "start_date", "end_date"),
-    columns=_hints("price", "count", "usage"),
-)
-def usage_records(accounts: Sequence[dict], base_url: str, windows: _Windows) -> Iterator[list[dict]]:
-    """Daily records per account (subaccounts excluded, they are listed on their own)."""
-    cursors: dict = dlt.current.resource_state().setdefault("cursor_day", {})
-    for client, sid in _accounts(accounts, base_url):
-        params = {
-            "StartDate": windows.start(cursors, sid).isoformat(),
-            "EndDate": windows.today.isoformat(),
-            "IncludeSubaccounts": "false",
-        }
-        yield from iter_pages(client, f"/{API_VERSION}/Accounts/{sid}/Usage/Records/Daily.json",
-                              "usage_records", params)
-        cursors[sid] = windows.today.isoformat()
+@dlt.resource(write_disposition="merge", primary_key=("account_sid", "category", "start_date", "end_date"),
+              columns=_hints("price", "count", "usage"))
+def usage_records(clients, window: _Window) -> Iterator[list[dict]]:
+    """Daily records per account; subaccounts are excluded here because they are listed on their own."""
+    yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Usage/Records/Daily.json",
+                        "usage_records", lambda start: {"StartDate": start.isoformat(),
+                                                        "EndDate": window.today.isoformat(),
+                                                        "IncludeSubaccounts": "false"})

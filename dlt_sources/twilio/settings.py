@@ -6,3 +6,4 @@ PAGE_SIZE = 1000  # the API's maximum
 MAX_CONCURRENCY = 10  # Twilio answers 429 (code 20429) past its concurrency limit
 DEFAULT_LOOKBACK_DAYS = 3  # prices settle after the fact
 DEFAULT_INITIAL_DAYS = 30
+REQUEST_TIMEOUT_SECONDS = 60
