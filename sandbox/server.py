@@ -35,6 +35,14 @@ class SandboxServer(ThreadingHTTPServer):
         self.faults = faults or FaultInjector()
         self.requests_served = 0
         self.pending_days = 0  # the last N days are served with unsettled prices
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most provider requests served at once
+        self._lock = threading.Lock()
+
+    def track(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     @property
     def base_url(self) -> str:
@@ -78,6 +86,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _provider(self, name: str, request: Request) -> Response:
+        self.server.track(+1)
+        try:
+            return self._provider_response(name, request)
+        finally:
+            self.server.track(-1)
+
+    def _provider_response(self, name: str, request: Request) -> Response:
         module = PROVIDERS[name]
         fault = self.server.faults.next_fault(name)
         if fault is not None:
@@ -95,7 +110,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _control(self, request: Request) -> Response:
         if request.path == "/health":
             return Response(200, {"status": "ok", "requests_served": self.server.requests_served,
-                                  "faults_injected": self.server.faults.injected})
+                                  "faults_injected": self.server.faults.injected,
+                                  "max_in_flight": self.server.max_in_flight})
         if request.path == "/config":
             return Response(200, self.server.config.to_json())
         if request.path == "/directory":

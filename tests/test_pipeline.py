@@ -131,3 +131,21 @@ def test_dbt_unit_tests_pass(pipeline):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "PASS=4" in result.stdout
+
+
+def test_collector_state_shows_each_account(pipeline):
+    rows = _query(pipeline["warehouse"], """
+        select source, resource, account, cursor_position, last_success_at is not null, last_error,
+               consecutive_failures
+        from ops.collector_state""")
+    accounts = {(source, resource, account) for source, resource, account, *_ in rows}
+    subaccounts = {c.twilio_subaccount_sid for c in clients(SMALL)}
+    assert {("retell", "calls", "workspace_0")} <= accounts
+    assert {("twilio", "calls", sid) for sid in subaccounts} <= accounts
+    assert {("twilio", "usage_records", SMALL.twilio_account_sid)} <= accounts
+    assert sum(1 for source, resource, *_ in rows if (source, resource) == ("openrouter", "activity")) == 3
+    assert all(cursor and succeeded and error is None and failures == 0
+               for _, _, _, cursor, succeeded, error, failures in rows)
+    runs = _query(pipeline["warehouse"], "select source, count(*) from ops.collector_runs where succeeded "
+                                         "group by source order by source")
+    assert runs == [("directory", 2), ("openrouter", 2), ("retell", 2), ("twilio", 2)]

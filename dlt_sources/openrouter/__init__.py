@@ -28,10 +28,13 @@ def openrouter_source(
     base_url: str = OPENROUTER_API_BASE,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    max_attempts: int = 8,
+    backoff_seconds: float = 0.5,
 ) -> Sequence[DltResource]:
     """`accounts`: [{"name": "agency", "management_key": "sk-or-v1-..."}, ...]."""
-    clients = [ProviderClient("openrouter", base_url, account=a["name"], timeout=request_timeout,
-                              headers={"Authorization": f"Bearer {a['management_key']}"})
+    http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
+    clients = [ProviderClient("openrouter", base_url, account=a["name"],
+                              headers={"Authorization": f"Bearer {a['management_key']}"}, **http)
                for a in accounts]
     return [keys(clients), activity(clients, lookback_days), credits(clients)]
 

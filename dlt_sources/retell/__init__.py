@@ -27,11 +27,14 @@ def retell_source(
     lookback_hours: int = DEFAULT_LOOKBACK_HOURS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    max_attempts: int = 8,
+    backoff_seconds: float = 0.5,
 ) -> Sequence[DltResource]:
     """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]."""
+    http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
     clients = [
-        (w["name"], ProviderClient("retell", base_url, account=w["name"], timeout=request_timeout,
-                                   headers={"Authorization": f"Bearer {w['api_key']}"}))
+        (w["name"], ProviderClient("retell", base_url, account=w["name"],
+                                   headers={"Authorization": f"Bearer {w['api_key']}"}, **http))
         for w in workspaces
     ]
     return [calls(clients, lookback_hours, initial_days)]

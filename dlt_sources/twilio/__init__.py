@@ -34,11 +34,15 @@ def twilio_source(
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    max_attempts: int = 8,
+    backoff_seconds: float = 0.5,
 ) -> Sequence[DltResource]:
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...]."""
+    http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds,
+            "max_concurrency": MAX_CONCURRENCY}
     clients = [
         (ProviderClient("twilio", base_url, account=a["account_sid"], auth=(a["account_sid"], a["auth_token"]),
-                        timeout=request_timeout, max_concurrency=MAX_CONCURRENCY),
+                        **http),
          a.get("include_subaccounts", True))
         for a in accounts
     ]
@@ -68,11 +72,13 @@ class _Window:
 def _collect(clients, window: _Window, path: str, items_key: str, params_for) -> Iterator[list[dict]]:
     """Every page of `path` for every account and subaccount, recording each account's success."""
     for client, include_subaccounts in clients:
+        before = client.stats.snapshot()  # listing subaccounts counts toward the master account
         for sid in account_sids(client, client.account, include_subaccounts):
-            before, rows = client.stats.snapshot(), [0]
+            rows = [0]
             start = window.start(sid)
             yield from counted(iter_pages(client, path.format(sid=sid), items_key, params_for(start)), rows)
             record_success(sid, window.today.isoformat(), rows[0], client.stats.since(before))
+            before = client.stats.snapshot()
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",

@@ -1,0 +1,253 @@
+"""Collectors against the sandbox: retries, Retry-After, timeouts, loud failures, kill-and-rerun,
+late prices, incremental re-runs, several accounts and the Twilio concurrency cap."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import dlt
+import pytest
+import requests
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from dagster_project.warehouse import PROJECT_ROOT
+from dlt_sources.http_client import ProviderClient, ProviderError
+from dlt_sources.openrouter import missed_days, openrouter_source
+from dlt_sources.retell import retell_source
+from dlt_sources.twilio import twilio_source
+from sandbox.agency import clients
+from sandbox.config import SandboxConfig
+from sandbox.server import start_in_thread
+from sandbox.totals import iter_records
+from tests.conftest import SMALL
+
+pytestmark = pytest.mark.integration
+FAST_RETRY = {"max_attempts": 8, "backoff_seconds": 0.01}
+
+
+def _retell(server, config=SMALL, **options):
+    workspaces = [{"name": f"ws{n}", "api_key": config.retell_api_key(n)} for n in range(config.retell_workspaces)]
+    return retell_source(workspaces=workspaces, base_url=f"{server.base_url}/retell", **{**FAST_RETRY, **options})
+
+
+def _twilio(server, config=SMALL, **options):
+    accounts = [{"account_sid": config.twilio_account_sid, "auth_token": config.twilio_auth_token}]
+    return twilio_source(accounts=accounts, base_url=f"{server.base_url}/twilio", **{**FAST_RETRY, **options})
+
+
+def _openrouter(server, config=SMALL, **options):
+    accounts = [{"name": "agency", "management_key": config.openrouter_management_key}]
+    return openrouter_source(accounts=accounts, base_url=f"{server.base_url}/openrouter/api/v1",
+                             **{**FAST_RETRY, **options})
+
+
+@pytest.fixture
+def warehouse(database_factory):
+    return database_factory("collect")
+
+
+@pytest.fixture
+def pipelines_dir(tmp_path):
+    return str(tmp_path / "dlt")
+
+
+def _pipeline(warehouse, name: str, pipelines_dir: str) -> dlt.Pipeline:
+    return dlt.pipeline(pipeline_name=name, destination=dlt.destinations.postgres(credentials=warehouse.url),
+                        dataset_name=f"raw_{name}", pipelines_dir=pipelines_dir)
+
+
+def _scalar(warehouse, sql: str):
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def _generated(config: SandboxConfig, kind: str) -> list[dict]:
+    return [r for provider, _, r in iter_records(config)
+            if (kind == "retell" and provider == "retell")
+            or (kind == "twilio_calls" and provider == "twilio" and r["sid"].startswith("CA"))
+            or (kind == "twilio_messages" and provider == "twilio" and not r["sid"].startswith("CA"))]
+
+
+def _faults(server, *rules: dict) -> None:
+    for rule in rules:
+        requests.post(f"{server.base_url}/_sandbox/faults", json=rule, timeout=5).raise_for_status()
+
+
+@pytest.fixture(autouse=True)
+def _clean_sandbox(sandbox_server):
+    yield
+    requests.delete(f"{sandbox_server.base_url}/_sandbox/faults", timeout=5)
+    requests.delete(f"{sandbox_server.base_url}/_sandbox/pending", timeout=5)
+
+
+def test_429_storm_and_5xx_are_retried_without_loss(sandbox_server, warehouse, pipelines_dir):
+    _faults(sandbox_server, {"provider": "twilio", "status": 429, "count": 5},
+            {"provider": "twilio", "status": 500, "count": 1}, {"provider": "twilio", "status": 503, "count": 1})
+    pipeline = _pipeline(warehouse, "twilio", pipelines_dir)
+    pipeline.run(_twilio(sandbox_server))
+    assert _scalar(warehouse, "select count(*) from raw_twilio.calls") == len(_generated(SMALL, "twilio_calls"))
+    assert _scalar(warehouse, "select count(distinct sid) from raw_twilio.calls") == len(
+        _generated(SMALL, "twilio_calls"))
+    retries = sum(account["retries_last_run"]
+                  for account in pipeline.state["sources"]["twilio"]["resources"]["calls"]["accounts"].values())
+    assert retries == 7
+
+
+def test_retry_after_is_honoured(sandbox_server):
+    _faults(sandbox_server, {"provider": "openrouter", "status": 429, "count": 1, "retry_after": 1})
+    client = ProviderClient("openrouter", f"{sandbox_server.base_url}/openrouter/api/v1", account="agency",
+                            backoff_base=0.01, headers={"Authorization": f"Bearer {SMALL.openrouter_management_key}"})
+    started = time.monotonic()
+    assert client.get("/credits")["data"]["total_usage"] > 0
+    assert time.monotonic() - started >= 1.0
+    assert client.stats.retries == 1
+
+
+def test_slow_page_times_out_and_is_retried(sandbox_server, warehouse, pipelines_dir):
+    _faults(sandbox_server, {"provider": "retell", "status": None, "count": 1, "delay_ms": 1500})
+    _pipeline(warehouse, "retell", pipelines_dir).run(_retell(sandbox_server, request_timeout=0.5))
+    assert _scalar(warehouse, "select count(*) from raw_retell.calls") == len(_generated(SMALL, "retell"))
+
+
+def test_bad_credentials_fail_loudly_with_the_providers_error_and_no_secret(sandbox_server, warehouse,
+                                                                          pipelines_dir):
+    secret = "key_" + uuid.uuid4().hex
+    source = retell_source(workspaces=[{"name": "main", "api_key": secret}],
+                           base_url=f"{sandbox_server.base_url}/retell", **FAST_RETRY)
+    with pytest.raises(PipelineStepFailed) as failure:
+        _pipeline(warehouse, "retell", pipelines_dir).run(source)
+    text = "".join(str(e) for e in (failure.value, failure.value.__cause__, failure.value.__context__))
+    assert "HTTP 401" in text and "Invalid API key" in text and "account main" in text
+    assert secret not in text
+
+
+def test_persistent_5xx_gives_up_with_the_provider_message_and_keeps_the_cursor(sandbox_server, warehouse,
+                                                                                pipelines_dir):
+    _faults(sandbox_server, {"provider": "openrouter", "status": 502, "count": 3})
+    pipeline = _pipeline(warehouse, "openrouter", pipelines_dir)
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(_openrouter(sandbox_server, max_attempts=3))
+    cause = failure.value.__cause__
+    while cause is not None and not isinstance(cause, ProviderError):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, ProviderError) and cause.status == 502 and cause.provider_message == "Bad Gateway"
+    assert "sources" not in pipeline.state or not pipeline.state["sources"].get("openrouter")
+    pipeline.run(_openrouter(sandbox_server))
+    assert _scalar(warehouse, "select count(*) from raw_openrouter.activity") == sum(
+        1 for p, _, _ in iter_records(SMALL) if p == "openrouter")
+
+
+KILLABLE_RUN = textwrap.dedent("""
+    import sys, dlt
+    from dlt_sources.twilio import twilio_source
+    url, credentials, pipelines_dir, sid, token = sys.argv[1:6]
+    pipeline = dlt.pipeline(pipeline_name="twilio", destination=dlt.destinations.postgres(credentials=credentials),
+                            dataset_name="raw_twilio", pipelines_dir=pipelines_dir)
+    pipeline.run(twilio_source(accounts=[{"account_sid": sid, "auth_token": token}], base_url=url,
+                               backoff_seconds=0.01))
+""")
+
+
+@pytest.mark.parametrize("kill_after", [0.4, 1.2, 2.5])
+def test_a_run_killed_at_any_point_loses_and_duplicates_nothing(sandbox_server, warehouse, pipelines_dir,
+                                                                kill_after):
+    _faults(sandbox_server, {"provider": "twilio", "status": None, "count": 12, "delay_ms": 150})
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_RUN, f"{sandbox_server.base_url}/twilio", warehouse.url, pipelines_dir,
+         SMALL.twilio_account_sid, SMALL.twilio_auth_token], cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(kill_after)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    requests.delete(f"{sandbox_server.base_url}/_sandbox/faults", timeout=5)
+    _pipeline(warehouse, "twilio", pipelines_dir).run(_twilio(sandbox_server))
+    for table, kind in (("calls", "twilio_calls"), ("messages", "twilio_messages")):
+        expected = _generated(SMALL, kind)
+        assert _scalar(warehouse, f"select count(*) from raw_twilio.{table}") == len(expected)
+        assert _scalar(warehouse, f"select count(distinct sid) from raw_twilio.{table}") == len(expected)
+    cost = _scalar(warehouse, "select sum(-price::numeric) from raw_twilio.calls")
+    assert cost == sum(-Decimal(r["price"]) for r in _generated(SMALL, "twilio_calls"))
+
+
+def test_late_prices_update_the_raw_rows_in_place(sandbox_server, warehouse, pipelines_dir):
+    requests.post(f"{sandbox_server.base_url}/_sandbox/pending", json={"days": 1}, timeout=5)
+    twilio = _pipeline(warehouse, "twilio", pipelines_dir)
+    retell = _pipeline(warehouse, "retell", pipelines_dir)
+    twilio.run(_twilio(sandbox_server))
+    retell.run(_retell(sandbox_server))
+    unsettled = _scalar(warehouse, "select count(*) from raw_twilio.calls where price is null")
+    uncosted = _scalar(warehouse, "select count(*) from raw_retell.calls where call_cost is null")
+    assert unsettled > 0 and uncosted > 0
+    requests.delete(f"{sandbox_server.base_url}/_sandbox/pending", timeout=5)
+    twilio.run(_twilio(sandbox_server))
+    retell.run(_retell(sandbox_server))
+    legs = _generated(SMALL, "twilio_calls")
+    assert _scalar(warehouse, "select count(*) from raw_twilio.calls") == len(legs)
+    assert _scalar(warehouse, "select count(*) from raw_twilio.calls where price is null") == 0
+    assert _scalar(warehouse, "select sum(-price::numeric) from raw_twilio.calls") == sum(
+        -Decimal(r["price"]) for r in legs)
+    calls = _generated(SMALL, "retell")
+    assert _scalar(warehouse, "select count(*) from raw_retell.calls") == len(calls)
+    assert _scalar(warehouse, "select sum((call_cost->>'combined_cost')::numeric) from raw_retell.calls") == sum(
+        Decimal(str(c["call_cost"]["combined_cost"])) for c in calls)
+
+
+def test_second_run_rereads_only_the_lookback_window(sandbox_server, warehouse, pipelines_dir):
+    pipeline = _pipeline(warehouse, "retell", pipelines_dir)
+    pipeline.run(_retell(sandbox_server))
+    first = pipeline.state["sources"]["retell"]["resources"]["calls"]["accounts"]["ws0"]
+    pipeline.run(_retell(sandbox_server, lookback_hours=48))
+    second = pipeline.state["sources"]["retell"]["resources"]["calls"]["accounts"]["ws0"]
+    window_start = first["cursor"] - 48 * 3_600_000
+    in_window = sum(1 for c in _generated(SMALL, "retell") if c["start_timestamp"] >= window_start)
+    assert first["rows_last_run"] == len(_generated(SMALL, "retell"))
+    assert second["rows_last_run"] == in_window < first["rows_last_run"]
+    assert second["cursor"] > first["cursor"]
+    assert _scalar(warehouse, "select count(*) from raw_retell.calls") == first["rows_last_run"]
+
+
+def test_several_retell_workspaces_and_twilio_subaccounts(warehouse, pipelines_dir):
+    config = SandboxConfig(seed=11, clients=4, agents_per_client=1, days=2, calls_per_agent_per_day=3,
+                           retell_workspaces=2)
+    server = start_in_thread(config)
+    try:
+        retell = _pipeline(warehouse, "retell", pipelines_dir)
+        retell.run(_retell(server, config))
+        _pipeline(warehouse, "twilio", pipelines_dir).run(_twilio(server, config))
+    finally:
+        server.shutdown()
+    assert set(retell.state["sources"]["retell"]["resources"]["calls"]["accounts"]) == {"ws0", "ws1"}
+    assert _scalar(warehouse, "select count(distinct workspace) from raw_retell.calls") == 2
+    assert _scalar(warehouse, "select count(*) from raw_retell.calls") == len(_generated(config, "retell"))
+    subaccounts = {c.twilio_subaccount_sid for c in clients(config)}
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select distinct account_sid from raw_twilio.calls")
+        assert {row[0] for row in cursor.fetchall()} == subaccounts
+
+
+def test_twilio_client_caps_concurrency(sandbox_server):
+    _faults(sandbox_server, {"provider": "twilio", "status": None, "count": 24, "delay_ms": 100})
+    before = requests.get(f"{sandbox_server.base_url}/_sandbox/health", timeout=5).json()["max_in_flight"]
+    client = ProviderClient("twilio", f"{sandbox_server.base_url}/twilio", account=SMALL.twilio_account_sid,
+                            auth=(SMALL.twilio_account_sid, SMALL.twilio_auth_token), max_concurrency=3)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(lambda _: client.get("/2010-04-01/Accounts.json"), range(24)))
+    observed = requests.get(f"{sandbox_server.base_url}/_sandbox/health", timeout=5).json()["max_in_flight"]
+    assert max(before, 3) >= observed and observed >= 2
+
+
+@pytest.mark.parametrize("last_day, oldest, lost", [(None, "2026-01-31", 0), ("2026-01-30", "2026-01-31", 0),
+                                                     ("2026-01-25", "2026-01-31", 5)])
+def test_openrouter_days_beyond_the_30_day_window_are_counted(last_day, oldest, lost):
+    from datetime import date
+
+    assert missed_days(date.fromisoformat(last_day) if last_day else None, date.fromisoformat(oldest)) == lost
