@@ -1,0 +1,37 @@
+"""Receiver settings; the signing secrets come from the collectors' own configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dlt
+
+DEFAULT_PORT = 8000
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    retell_api_keys: tuple[str, ...]     # Retell signs with the workspace API key
+    twilio_auth_tokens: tuple[str, ...]  # Twilio signs with the account's auth token
+    public_url: str | None = None        # the URL the providers call, when behind a proxy
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __repr__(self) -> str:  # never print secrets
+        return (f"WebhookSettings(retell_api_keys=<{len(self.retell_api_keys)}>, "
+                f"twilio_auth_tokens=<{len(self.twilio_auth_tokens)}>, public_url={self.public_url!r})")
+
+    @classmethod
+    def from_config(cls) -> WebhookSettings:
+        """sources.retell.workspaces[].api_key and sources.twilio.accounts[].auth_token, plus
+        sources.twilio.webhook_auth_tokens for subaccounts with tokens of their own."""
+        workspaces = dlt.secrets.get("sources.retell.workspaces", list) or []
+        accounts = dlt.secrets.get("sources.twilio.accounts", list) or []
+        extra_tokens = dlt.secrets.get("sources.twilio.webhook_auth_tokens", list) or []
+        return cls(
+            retell_api_keys=tuple(w["api_key"] for w in workspaces),
+            twilio_auth_tokens=tuple(a["auth_token"] for a in accounts) + tuple(extra_tokens),
+            public_url=os.environ.get("BILLING_USAGE_WEBHOOKS_PUBLIC_URL"),
+            max_body_bytes=int(os.environ.get("BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+        )
