@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev test test-integration lint bench-sandbox stop clean
+.PHONY: install manifest demo dev webhooks test test-integration lint bench-sandbox bench-webhooks stop clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ demo: $(MANIFEST)  ## materialize every asset once on the embedded default and p
 dev: $(MANIFEST)  ## the Dagster UI on the same setup, http://127.0.0.1:3000
 	$(BIN)/python -m dagster_project.dev
 
+webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
+	$(BIN)/python -m webhooks
+
 test: $(MANIFEST)  ## every test; BILLING_USAGE_TEST_DATABASE_URL picks a server, else the embedded one
 	$(BIN)/pytest -q
 
@@ -40,6 +43,9 @@ lint: $(STAMP)
 
 bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 	$(BIN)/python -m sandbox --clients 50 --agents-per-client 10 --days 10 --calls-per-agent-per-day 20 bench
+
+bench-webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
+	$(BIN)/python -m benchmarks.webhook_throughput
 
 stop:  ## stop the background sandbox and the embedded PostgreSQL
 	-$(BIN)/python -m dagster_project.local_env stop

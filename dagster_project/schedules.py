@@ -6,7 +6,7 @@ from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, d
 
 usage_pipeline_job = define_asset_job(
     "usage_pipeline",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all().materializable(),
     description="Collect from every provider, then rebuild the dbt models.",
 )
 

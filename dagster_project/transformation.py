@@ -12,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from dagster_project.resources import WarehouseResource
 from dagster_project.warehouse import PROJECT_ROOT
+from webhooks.landing import ensure_landing_tables
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))  # the one beside this interpreter
@@ -41,4 +42,6 @@ class LayerTranslator(DagsterDbtTranslator):
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=LayerTranslator())
 def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    with warehouse.warehouse.connect() as connection:
+        ensure_landing_tables(connection)  # the webhook sources exist before the receiver's first delivery
     yield from dbt.cli(dbt_build_args(), context=context).stream()

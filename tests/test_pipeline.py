@@ -71,7 +71,7 @@ def test_runs_succeed_and_materialize_every_asset(pipeline):
     from dagster_project.definitions import defs
 
     materialized = {event.asset_key for event in pipeline["first"].get_asset_materialization_events()}
-    assert materialized == set(defs.resolve_asset_graph().get_all_asset_keys())
+    assert materialized == set(defs.resolve_asset_graph().materializable_asset_keys)
 
 
 def test_canonical_totals_equal_what_the_sandbox_generated(pipeline):

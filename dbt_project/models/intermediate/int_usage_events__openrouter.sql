@@ -43,7 +43,9 @@ select
         'completion_tokens', activity.completion_tokens,
         'reasoning_tokens', activity.reasoning_tokens
     ) as attributes,
-    activity.loaded_at
+    array['poll']::text[] as source_channels,
+    activity.observed_at as first_seen_at,
+    activity.observed_at as last_observed_at
 
 from metrics
 inner join activity on activity.activity_id = metrics.activity_id

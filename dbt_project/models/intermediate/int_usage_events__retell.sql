@@ -2,7 +2,7 @@
    because their cost is already inside combined_cost. #}
 with calls as (
 
-    select * from {{ ref('stg_retell__calls') }}
+    select * from {{ ref('int_retell__calls') }}
 
 ),
 
@@ -42,12 +42,15 @@ select
         'agent_version', calls.agent_version,
         'call_type', calls.call_type,
         'call_status', calls.call_status,
+        'cost_status', case when calls.combined_cost_usd is null then 'pending' else 'final' end,
         'direction', calls.direction,
         'disconnection_reason', calls.disconnection_reason,
         'product_costs', calls.product_costs,
         'llm_requests', calls.llm_requests
     ) as attributes,
-    calls.loaded_at
+    calls.source_channels,
+    calls.first_seen_at,
+    calls.last_observed_at
 
 from metrics
 inner join calls on calls.call_id = metrics.call_id

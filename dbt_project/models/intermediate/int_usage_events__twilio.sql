@@ -2,13 +2,13 @@
    The agent is found by our phone number on the leg; the client also by the subaccount. #}
 with calls as (
 
-    select * from {{ ref('stg_twilio__calls') }}
+    select * from {{ ref('int_twilio__calls') }}
 
 ),
 
 messages as (
 
-    select * from {{ ref('stg_twilio__messages') }}
+    select * from {{ ref('int_twilio__messages') }}
 
 )
 
@@ -23,7 +23,7 @@ select
     cost as cost_usd,
     currency,
     cost as cost_native,
-    coalesce(started_at, created_at) as occurred_at,
+    occurred_at,
     'twilio_phone_number' as agent_resource_type,
     case when direction = 'inbound' then to_number else from_number end as agent_resource_id,
     'twilio_subaccount' as client_resource_type,
@@ -33,9 +33,12 @@ select
         'direction', direction,
         'status', status,
         'duration_seconds', duration_seconds,
+        'cost_status', case when cost is null then 'pending' else 'final' end,
         'customer_number_hash', {{ hash_phone("case when direction = 'inbound' then from_number else to_number end") }}
     ) as attributes,
-    loaded_at
+    source_channels,
+    first_seen_at,
+    last_observed_at
 
 from calls
 
@@ -52,7 +55,7 @@ select
     cost,
     currency,
     cost,
-    coalesce(sent_at, created_at),
+    occurred_at,
     'twilio_phone_number',
     case when direction = 'inbound' then to_number else from_number end,
     'twilio_subaccount',
@@ -63,8 +66,11 @@ select
         'direction', direction,
         'status', status,
         'media_count', media_count,
+        'cost_status', case when cost is null then 'pending' else 'final' end,
         'customer_number_hash', {{ hash_phone("case when direction = 'inbound' then from_number else to_number end") }}
     ),
-    loaded_at
+    source_channels,
+    first_seen_at,
+    last_observed_at
 
 from messages

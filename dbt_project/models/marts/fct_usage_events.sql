@@ -23,9 +23,9 @@ select
     attribution_status,
     external_id,
     linked_external_id,
-    array['poll']::text[] as source_channels,
-    loaded_at as first_seen_at,
-    loaded_at as last_changed_at,
+    source_channels,
+    first_seen_at,
+    last_observed_at as last_changed_at,
     attributes
 
 from events

@@ -22,7 +22,7 @@ renamed as (
         prompt_tokens,
         completion_tokens,
         reasoning_tokens,
-        to_timestamp(_dlt_load_id::numeric) as loaded_at
+        to_timestamp(_dlt_load_id::numeric) as observed_at
 
     from source
 

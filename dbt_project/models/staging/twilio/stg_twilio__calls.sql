@@ -22,7 +22,7 @@ renamed as (
         ceil(nullif(duration, '')::numeric / 60)::integer as billed_minutes,
         {{ twilio_charge_usd('price') }} as cost,
         upper(price_unit) as currency,
-        to_timestamp(_dlt_load_id::numeric) as loaded_at
+        to_timestamp(_dlt_load_id::numeric) as observed_at
 
     from source
 

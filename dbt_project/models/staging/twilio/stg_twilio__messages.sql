@@ -23,7 +23,7 @@ renamed as (
         {{ twilio_charge_usd('price') }} as cost,
         upper(price_unit) as currency,
         error_code,
-        to_timestamp(_dlt_load_id::numeric) as loaded_at
+        to_timestamp(_dlt_load_id::numeric) as observed_at
 
     from source
 

@@ -1,0 +1,63 @@
+"""Webhook deliveries land outside Dagster (the receiver); this sensor notices them and refreshes the models."""
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    AssetSelection,
+    AssetSpec,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
+
+from dagster_project.resources import WarehouseResource
+from dagster_project.transformation import billing_dbt_models
+from webhooks.landing import TABLES, ensure_landing_tables
+
+WEBHOOK_TABLES = {provider: AssetKey(["raw_webhooks", table.split(".")[1]]) for provider, (table, _) in TABLES.items()}
+
+webhook_landing_assets = [
+    AssetSpec(key, group_name="raw_webhooks", kinds={"postgres"},
+              description=f"{provider.title()} webhook deliveries written by the receiver (make webhooks).")
+    for provider, key in WEBHOOK_TABLES.items()
+]
+
+webhook_refresh_job = define_asset_job(
+    "webhook_refresh",
+    selection=AssetSelection.assets(billing_dbt_models),
+    description="Rebuild the dbt models after new webhook deliveries.",
+)
+
+
+def new_deliveries(connection, since: str | None) -> dict[str, tuple[int, str]]:
+    """Per provider: deliveries received after `since` (ISO timestamp) and the newest received_at."""
+    found = {}
+    with connection.cursor() as cursor:
+        for provider, (table, _) in TABLES.items():
+            cursor.execute(f"select count(*), max(received_at) from {table} "
+                           "where %s::timestamptz is null or received_at > %s::timestamptz", (since, since))
+            count, newest = cursor.fetchone()
+            if count:
+                found[provider] = (count, newest.isoformat())
+    return found
+
+
+@sensor(job=webhook_refresh_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="New webhook deliveries -> observe raw_webhooks and rebuild the models (< 5 min behind).")
+def webhook_deliveries_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    with warehouse.warehouse.connect() as connection:
+        ensure_landing_tables(connection)
+        found = new_deliveries(connection, context.cursor)
+    if not found:
+        return SkipReason("no new webhook deliveries")
+    newest = max(received for _, received in found.values())
+    return SensorResult(
+        run_requests=[RunRequest(run_key=f"webhooks-{newest}")],
+        asset_events=[AssetMaterialization(WEBHOOK_TABLES[provider], metadata={"new_deliveries": count})
+                      for provider, (count, _) in found.items()],
+        cursor=newest,
+    )

@@ -1,0 +1,35 @@
+{# Typed columns of a Retell call object given as jsonb: the same parsing for polled rows
+   (to_jsonb of the raw row) and webhook payloads (payload -> 'call'). #}
+{% macro retell_call_fields(call) %}
+    {{ return([
+        ('call_id', "(" ~ call ~ " ->> 'call_id')"),
+        ('retell_agent_id', "(" ~ call ~ " ->> 'agent_id')"),
+        ('agent_version', "(" ~ call ~ " ->> 'agent_version')::integer"),
+        ('call_type', "(" ~ call ~ " ->> 'call_type')"),
+        ('call_status', "(" ~ call ~ " ->> 'call_status')"),
+        ('direction', "(" ~ call ~ " ->> 'direction')"),
+        ('disconnection_reason', "(" ~ call ~ " ->> 'disconnection_reason')"),
+        ('from_number', "(" ~ call ~ " ->> 'from_number')"),
+        ('to_number', "(" ~ call ~ " ->> 'to_number')"),
+        ('twilio_call_sid', "(" ~ call ~ " -> 'telephony_identifier' ->> 'twilio_call_sid')"),
+        ('started_at', epoch_ms_to_timestamptz(call ~ " ->> 'start_timestamp'")),
+        ('ended_at', epoch_ms_to_timestamptz(call ~ " ->> 'end_timestamp'")),
+        ('duration_ms', "(" ~ call ~ " ->> 'duration_ms')::bigint"),
+        ('billed_duration_seconds', json_number(call ~ " -> 'call_cost' ->> 'total_duration_seconds'")),
+        ('combined_cost_usd', cents_to_usd(call ~ " -> 'call_cost' ->> 'combined_cost'")),
+        ('product_costs', "(" ~ call ~ " -> 'call_cost' -> 'product_costs')"),
+        ('llm_tokens', "(select sum(token_count::numeric) from jsonb_array_elements_text("
+                       ~ call ~ " -> 'llm_token_usage' -> 'values') as token_count)"),
+        ('llm_requests', json_number(call ~ " -> 'llm_token_usage' ->> 'num_requests'")),
+    ]) }}
+{% endmacro %}
+
+{% macro retell_call_columns(call) -%}
+    {% for name, expression in retell_call_fields(call) -%}
+    {{ expression }} as {{ name }}{{ "," if not loop.last }}
+    {% endfor %}
+{%- endmacro %}
+
+{% macro retell_call_column_names() -%}
+    {{ retell_call_fields('call') | map(attribute=0) | join(', ') }}
+{%- endmacro %}

@@ -1,0 +1,26 @@
+{# Messaging status callbacks: no price and no segment count (Twilio sends neither). #}
+with source as (
+
+    select * from {{ source('twilio_webhooks', 'twilio_callbacks') }}
+    where resource = 'message'
+
+),
+
+renamed as (
+
+    select
+        delivery_id,
+        sid as message_sid,
+        account_sid,
+        params ->> 'MessagingServiceSid' as messaging_service_sid,
+        case when sid like 'MM%' then 'mms' else 'sms' end as message_type,
+        status,
+        params ->> 'From' as from_number,
+        params ->> 'To' as to_number,
+        received_at as observed_at
+
+    from source
+
+)
+
+select * from renamed
