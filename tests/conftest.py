@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
-from dagster_project.warehouse import Warehouse, create_database, drop_database, start_embedded
+from dagster_project.local_env import PROVIDERS_ENV, sandbox_source_config
+from dagster_project.warehouse import DATABASE_URL_ENV, Warehouse, create_database, drop_database, start_embedded
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
@@ -50,3 +53,17 @@ def sandbox_server():
     server = start_in_thread(SMALL)
     yield server
     server.shutdown()
+
+
+@contextmanager
+def pipeline_environment(warehouse: Warehouse, sandbox, directory_path: Path):
+    """Environment for running the Dagster definitions against `warehouse` and the `sandbox` server,
+    configured the way real providers are (BILLING_USAGE_PROVIDERS=live)."""
+    directory_path.write_text(json.dumps(requests.get(f"{sandbox.base_url}/_sandbox/directory", timeout=10).json()))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(PROVIDERS_ENV, "live")
+        env.setenv(DATABASE_URL_ENV, warehouse.url)
+        for name, value in {**sandbox_source_config(sandbox.base_url, sandbox.config, str(directory_path)),
+                            **warehouse.dbt_env()}.items():
+            env.setenv(name, value)
+        yield

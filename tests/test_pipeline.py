@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 from collections import defaultdict
 from decimal import Decimal
@@ -10,12 +10,10 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterInstance
 
-from dagster_project.local_env import PROVIDERS_ENV, sandbox_source_config
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
-from dagster_project.warehouse import DATABASE_URL_ENV
 from sandbox.agency import clients
 from sandbox.totals import expected_totals, iter_records
-from tests.conftest import SMALL
+from tests.conftest import SMALL, pipeline_environment
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +40,7 @@ def _raw_counts(warehouse) -> dict[str, int]:
 def pipeline(database_factory, sandbox_server, tmp_path_factory):
     """Two runs of the usage_pipeline job into a fresh database; yields the warehouse and run results."""
     warehouse = database_factory("pipeline")
-    directory_path = tmp_path_factory.mktemp("directory") / "directory.yaml"
-    directory_path.write_text(json.dumps(sandbox_directory(sandbox_server)))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(PROVIDERS_ENV, "live")  # real-provider configuration, pointed at the sandbox
-        env.setenv(DATABASE_URL_ENV, warehouse.url)
-        for name, value in {**sandbox_source_config(sandbox_server.base_url, SMALL, str(directory_path)),
-                            **warehouse.dbt_env()}.items():
-            env.setenv(name, value)
+    with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
         from dagster_project.definitions import defs
 
         job = defs.resolve_job_def("usage_pipeline")
@@ -58,12 +49,6 @@ def pipeline(database_factory, sandbox_server, tmp_path_factory):
         after_first = (_raw_counts(warehouse), _canonical_totals(warehouse))
         second = job.execute_in_process(instance=instance)
         yield {"warehouse": warehouse, "first": first, "second": second, "after_first": after_first}
-
-
-def sandbox_directory(server) -> dict:
-    import requests
-
-    return requests.get(f"{server.base_url}/_sandbox/directory", timeout=10).json()
 
 
 def test_runs_succeed_and_materialize_every_asset(pipeline):
@@ -127,7 +112,7 @@ def test_dbt_unit_tests_pass(pipeline):
     result = subprocess.run(
         [DBT_EXECUTABLE, "test", "--select", "test_type:unit", "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR)],
-        capture_output=True, text=True, env={**__import__("os").environ, **pipeline["warehouse"].dbt_env()},
+        capture_output=True, text=True, env={**os.environ, **pipeline["warehouse"].dbt_env()},
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "PASS=4" in result.stdout
