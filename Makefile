@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev webhooks test test-integration lint bench-sandbox bench-webhooks stop clean
+.PHONY: install manifest demo dev webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection stop clean
 
 install: $(STAMP)
 
@@ -46,6 +46,9 @@ bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 
 bench-webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
 	$(BIN)/python -m benchmarks.webhook_throughput
+
+bench-collection: $(STAMP)  ## first collection run against a second one with nothing new
+	$(BIN)/python -m benchmarks.collection
 
 stop:  ## stop the background sandbox and the embedded PostgreSQL
 	-$(BIN)/python -m dagster_project.local_env stop

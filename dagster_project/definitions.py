@@ -4,6 +4,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
+from dagster_project.checks import collection_checks
 from dagster_project.ingestion import raw_assets
 from dagster_project.resources import WarehouseResource
 from dagster_project.schedules import usage_pipeline_job, usage_pipeline_schedule
@@ -12,6 +13,7 @@ from dagster_project.transformation import DBT_EXECUTABLE, billing_dbt_models, d
 
 defs = Definitions(
     assets=[*raw_assets, *webhook_landing_assets, billing_dbt_models],
+    asset_checks=collection_checks,
     jobs=[usage_pipeline_job, webhook_refresh_job],
     schedules=[usage_pipeline_schedule],
     sensors=[webhook_deliveries_sensor],

@@ -61,3 +61,21 @@ def test_workspace_yaml_loads():
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_collection_health_flags_stale_failing_and_lost_accounts():
+    from datetime import UTC, datetime, timedelta
+
+    from dagster_project.checks import collection_health
+
+    now = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    rows = [
+        ("fresh", now - timedelta(minutes=5), None, None),
+        ("stale", now - timedelta(minutes=16), None, None),
+        ("failing", now - timedelta(minutes=5), now - timedelta(minutes=1), None),
+        ("recovered", now - timedelta(minutes=1), now - timedelta(minutes=5), None),
+        ("never", None, now, None),
+        ("lost", now, None, "3 day(s) of activity ... were not collected"),
+    ]
+    assert collection_health(rows, now) == {"stale": ["never", "stale"], "failing": ["failing", "never"],
+                                            "lost_data": ["lost"]}

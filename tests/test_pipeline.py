@@ -134,3 +134,10 @@ def test_collector_state_shows_each_account(pipeline):
     runs = _query(pipeline["warehouse"], "select source, count(*) from ops.collector_runs where succeeded "
                                          "group by source order by source")
     assert runs == [("directory", 2), ("openrouter", 2), ("retell", 2), ("twilio", 2)]
+
+
+def test_collection_checks_pass_after_a_fresh_run(pipeline):
+    results = {(e.asset_key.path[-2], e.check_name): e.passed
+               for e in pipeline["second"].get_asset_check_evaluations() if e.check_name == "collection_fresh"}
+    assert results == {("raw_retell", "collection_fresh"): True, ("raw_twilio", "collection_fresh"): True,
+                       ("raw_openrouter", "collection_fresh"): True}

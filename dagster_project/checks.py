@@ -1,0 +1,49 @@
+"""Asset checks on collection, read from ops.collector_state."""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
+
+from dagster_project.collector_state import ensure_tables
+from dagster_project.resources import WarehouseResource
+
+POLLING_FRESHNESS = timedelta(minutes=15)  # NFR: polling collection < 15 min behind the provider
+CHECKED_TABLES = {"retell": ("raw_retell", "calls"), "twilio": ("raw_twilio", "calls"),
+                  "openrouter": ("raw_openrouter", "activity")}
+
+
+def collection_health(rows: list[tuple], now: datetime, freshness: timedelta = POLLING_FRESHNESS) -> dict:
+    """Accounts that are stale, failing, or lost data, from (account, last_success_at, last_error_at, warning)."""
+    return {
+        "stale": sorted(a for a, success, _, _ in rows if success is None or now - success > freshness),
+        "failing": sorted(a for a, success, error_at, _ in rows
+                          if error_at and (success is None or error_at > success)),
+        "lost_data": sorted(a for a, _, _, warning in rows if warning),
+    }
+
+
+def _collection_check(source: str, key: AssetKey):
+    @asset_check(asset=key, name="collection_fresh", blocking=False,
+                 description=f"Every {source} account collected within {POLLING_FRESHNESS}, without errors or "
+                             "data lost beyond the provider's retention.")
+    def check(warehouse: WarehouseResource) -> AssetCheckResult:
+        with warehouse.warehouse.connect() as connection:
+            ensure_tables(connection)
+            with connection.cursor() as cursor:
+                cursor.execute("select account, last_success_at, last_error_at, warning from ops.collector_state "
+                               "where source = %s", (source,))
+                rows = cursor.fetchall()
+        health = collection_health(rows, datetime.now(UTC))
+        problems = any(health.values()) or not rows
+        severe = bool(health["failing"] or health["lost_data"])
+        return AssetCheckResult(
+            passed=not problems,
+            severity=AssetCheckSeverity.ERROR if severe else AssetCheckSeverity.WARN,
+            metadata={"accounts": len(rows), **{name: ", ".join(accounts) or "none" for name, accounts in
+                                                health.items()}},
+        )
+
+    return check
+
+
+collection_checks = [_collection_check(source, AssetKey(list(path))) for source, path in CHECKED_TABLES.items()]
