@@ -21,7 +21,8 @@ from sandbox.webhook_sender import send_webhooks
 
 def _config(args: argparse.Namespace) -> SandboxConfig:
     values = {name: getattr(args, name) for name in
-              ("seed", "clients", "agents_per_client", "days", "calls_per_agent_per_day", "retell_workspaces")}
+              ("seed", "clients", "agents_per_client", "days", "calls_per_agent_per_day", "retell_workspaces",
+               "corrupt_rate")}
     if args.end_date:
         values["end_date"] = date.fromisoformat(args.end_date)
     return SandboxConfig(**values)
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=defaults.days)
     parser.add_argument("--calls-per-agent-per-day", type=int, default=defaults.calls_per_agent_per_day)
     parser.add_argument("--retell-workspaces", type=int, default=defaults.retell_workspaces)
+    parser.add_argument("--corrupt-rate", type=float, default=defaults.corrupt_rate,
+                        help="share of records damaged on purpose, to exercise quarantine")
     parser.add_argument("--end-date", help="last generated UTC day (default: yesterday)")
     commands = parser.add_subparsers(dest="command", required=True)
 

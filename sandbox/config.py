@@ -29,6 +29,7 @@ class SandboxConfig:
     calls_per_agent_per_day: int = 8
     end_date: date = field(default_factory=_yesterday_utc)
     retell_workspaces: int = 1
+    corrupt_rate: float = 0.0  # share of records damaged on purpose (see sandbox.corruption)
 
     @property
     def start_date(self) -> date:

@@ -16,8 +16,11 @@ def _retell_day(call: dict) -> date:
     return datetime.fromtimestamp(call["start_timestamp"] / 1000, UTC).date()
 
 
-def _twilio_day(record: dict) -> date:
-    return parsedate_to_datetime(record.get("date_sent") or record["date_created"]).date()
+def _twilio_day(record: dict) -> date | None:
+    try:
+        return parsedate_to_datetime(record.get("date_sent") or record["date_created"]).date()
+    except (TypeError, ValueError):
+        return None
 
 
 def unsettle(provider: str, body: object, since: date) -> object:
@@ -33,6 +36,7 @@ def unsettle(provider: str, body: object, since: date) -> object:
         for key in ("calls", "messages"):
             if key in body:
                 body = dict(body, **{key: [
-                    dict(record, price=None) if _twilio_day(record) >= since else record for record in body[key]
+                    dict(record, price=None) if (_twilio_day(record) or since) >= since else record
+                    for record in body[key]
                 ]})
     return body

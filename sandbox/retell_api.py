@@ -95,7 +95,7 @@ def list_calls(config: SandboxConfig, request: Request) -> Response:
             for call in client_day(config, index, day).retell_calls
             if low <= call["start_timestamp"] <= high and (not agent_ids or call["agent_id"] in agent_ids)
         ]
-        calls.sort(key=lambda c: (c["start_timestamp"], c["call_id"]), reverse=descending)
+        calls.sort(key=lambda c: (c["start_timestamp"], c.get("call_id", "")), reverse=descending)
         return calls
 
     cursor = (0, 0)

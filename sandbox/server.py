@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -22,6 +23,7 @@ from sandbox.faults import FaultInjector, FaultRule
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.pending import unsettle
 
+logger = logging.getLogger(__name__)
 PROVIDERS = {"retell": retell_api, "twilio": twilio_api, "openrouter": openrouter_api}
 
 
@@ -83,6 +85,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 response = Response(404, {"message": f"unknown path {url.path}"})
         except ApiError as exc:
             response = exc.response
+        except Exception as exc:  # noqa: BLE001 - a sandbox bug must still answer, not drop the connection
+            logger.exception("sandbox failed on %s %s", self.command, self.path)
+            response = Response(500, {"message": f"sandbox error: {type(exc).__name__}"})
         self._send(response)
 
     def _provider(self, name: str, request: Request) -> Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 from sandbox.agency import clients
@@ -189,8 +188,7 @@ def handle(config: SandboxConfig, request: Request) -> Response:
         def calls_of_day(day: date) -> list[dict]:
             legs = [leg for i in indexes for leg in client_day(config, i, day).twilio_calls
                     if status is None or leg["status"] == status]
-            return sorted(legs, key=lambda leg: (_when(leg["start_time"] or leg["date_created"]), leg["sid"]),
-                          reverse=True)
+            return sorted(legs, key=lambda leg: leg["uri"], reverse=True)
 
         return Response(200, _envelope(request, "calls", days, calls_of_day, path))
 
@@ -198,10 +196,6 @@ def handle(config: SandboxConfig, request: Request) -> Response:
 
     def messages_of_day(day: date) -> list[dict]:
         messages = [m for i in indexes for m in client_day(config, i, day).twilio_messages]
-        return sorted(messages, key=lambda m: (_when(m["date_sent"]), m["sid"]), reverse=True)
+        return sorted(messages, key=lambda m: m["uri"], reverse=True)
 
     return Response(200, _envelope(request, "messages", days, messages_of_day, path))
-
-
-def _when(rfc_date: str):
-    return parsedate_to_datetime(rfc_date)

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from sandbox.agency import Agent, Client, clients
 from sandbox.config import SandboxConfig, stable_hex
+from sandbox.corruption import corrupt
 
 CENT = Decimal("0.0001")
 # Retell products, cents per billed second.
@@ -211,14 +212,16 @@ def client_day(config: SandboxConfig, client_index: int, day: date) -> ClientDay
         rng = random.Random(f"{config.seed}:{day.isoformat()}:{agent.agent_id}")
         for k in range(config.calls_per_agent_per_day):
             call, leg = _retell_call(config, client, agent, day, k, rng)
-            result.retell_calls.append(call)
+            result.retell_calls.append(corrupt(config, "retell_call", call, call["call_id"]))
             if leg is not None:
-                result.twilio_calls.append(leg)
+                result.twilio_calls.append(corrupt(config, "twilio_call", leg, leg["sid"]))
         for k in range(rng.randrange(0, config.calls_per_agent_per_day // 2 + 2)):
-            result.twilio_messages.append(_message(config, client, agent, day, k, rng))
-    result.retell_calls.sort(key=lambda c: (c["start_timestamp"], c["call_id"]))
-    result.twilio_calls.sort(key=lambda c: (c["date_created"], c["sid"]))
-    result.twilio_messages.sort(key=lambda m: (m["date_sent"], m["sid"]))
+            message = _message(config, client, agent, day, k, rng)
+            result.twilio_messages.append(corrupt(config, "twilio_message", message, message["sid"]))
+    # Sorted as the APIs list them; a record that lost its id sorts by its timestamps alone.
+    result.retell_calls.sort(key=lambda c: (c["start_timestamp"], c.get("call_id", "")))
+    result.twilio_calls.sort(key=lambda c: (c["uri"], c.get("sid", "")))
+    result.twilio_messages.sort(key=lambda m: (m["date_sent"], m.get("sid", "")))
     return result
 
 
@@ -234,7 +237,7 @@ def openrouter_activity(config: SandboxConfig, client_index: int, day: date) -> 
         prompt_tokens = requests * rng.randrange(300, 1_500)
         completion_tokens = requests * rng.randrange(40, 300)
         usage = (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1_000_000
-        rows.append({
+        row = {
             "date": day.isoformat(),
             "model": model,
             "model_permaslug": permaslug,
@@ -247,7 +250,8 @@ def openrouter_activity(config: SandboxConfig, client_index: int, day: date) -> 
             "completion_tokens": completion_tokens,
             "reasoning_tokens": 0,
             "cached_tokens": prompt_tokens // 4,
-        })
+        }
+        rows.append(corrupt(config, "openrouter_activity", row, f"{day}:{client.client_id}:{permaslug}"))
     return rows
 
 
@@ -287,7 +291,7 @@ def usage_totals(day_usage: ClientDay) -> dict[str, tuple[int, Decimal, Decimal]
         add("totalprice", 0, price, price)
     for message in day_usage.twilio_messages:
         price = -Decimal(message["price"])
-        if message["sid"].startswith("MM"):
+        if message.get("sid", "").startswith("MM"):
             add("mms", 1, Decimal(1), price)
         else:
             leaf = "sms-inbound" if message["direction"] == "inbound" else "sms-outbound"

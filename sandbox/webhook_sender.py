@@ -45,14 +45,14 @@ def retell_deliveries(config: SandboxConfig, day: date) -> Iterator[Delivery]:
 def _twilio_callbacks(config: SandboxConfig, day: date) -> Iterator[dict[str, str]]:
     for client in clients(config):
         usage = client_day(config, client.index, day)
-        for leg in usage.twilio_calls:
+        for leg in (leg for leg in usage.twilio_calls if leg.get("sid")):
             yield {
                 "CallSid": leg["sid"], "AccountSid": leg["account_sid"], "From": leg["from"], "To": leg["to"],
                 "CallStatus": leg["status"], "ApiVersion": API_VERSION, "Direction": leg["direction"],
                 "CallDuration": leg["duration"], "Timestamp": leg["end_time"] or leg["date_updated"],
                 "CallbackSource": "call-progress-events", "SequenceNumber": "3",
             }
-        for message in usage.twilio_messages:
+        for message in (m for m in usage.twilio_messages if m.get("sid")):
             status = message["status"]
             yield {
                 "MessageSid": message["sid"], "SmsSid": message["sid"], "MessageStatus": status,

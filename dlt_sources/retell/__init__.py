@@ -10,6 +10,7 @@ from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.http_client import ProviderClient
+from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.retell.helpers import iter_call_pages
 from dlt_sources.retell.settings import (
     DEFAULT_INITIAL_DAYS,
@@ -59,5 +60,5 @@ def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initia
         for page in counted(iter_call_pages(client, start_ms), rows):
             for call in page:
                 call["workspace"] = name
-            yield page
+            yield from quarantine_missing_key(page, "call_id", "calls", name)
         record_success(name, run_started_ms, rows[0], client.stats.since(before))

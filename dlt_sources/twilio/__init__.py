@@ -10,6 +10,7 @@ from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.http_client import ProviderClient
+from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.twilio.helpers import account_sids, iter_pages
 from dlt_sources.twilio.settings import (
     API_VERSION,
@@ -76,7 +77,11 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for) ->
         for sid in account_sids(client, client.account, include_subaccounts):
             rows = [0]
             start = window.start(sid)
-            yield from counted(iter_pages(client, path.format(sid=sid), items_key, params_for(start)), rows)
+            for page in counted(iter_pages(client, path.format(sid=sid), items_key, params_for(start)), rows):
+                if items_key == "usage_records":
+                    yield page
+                else:
+                    yield from quarantine_missing_key(page, "sid", items_key, sid)
             record_success(sid, window.today.isoformat(), rows[0], client.stats.since(before))
             before = client.stats.snapshot()
 
