@@ -95,3 +95,11 @@ def directory_raw(context: AssetExecutionContext, dlt: DagsterDltResource, wareh
 
 
 raw_assets = [retell_raw, twilio_raw, openrouter_raw, directory_raw]
+
+# Records without a key are written by the same dlt resource to <table>_quarantine (see
+# dlt_sources/quarantine.py); these specs put those tables in the lineage, downstream of the resource.
+collector_quarantine_assets = [
+    AssetSpec(AssetKey([schema, f"{table}_quarantine"]), deps=[AssetKey([schema, table])], group_name=schema,
+              kinds={"dlt", "postgres"}, description=f"{schema}.{table} records the collector could not key.")
+    for schema, table in (("raw_retell", "calls"), ("raw_twilio", "calls"), ("raw_twilio", "messages"))
+]

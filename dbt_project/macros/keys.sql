@@ -9,3 +9,15 @@
         then 'ph_' || left(md5('{{ var("pii_salt", "billing-usage") }}:' || {{ expression }}), 16)
     end
 {%- endmacro %}
+
+{# A source table that exists only once something was written to it (dlt creates tables lazily):
+   select from it if it exists, else from an empty row set of the given columns. The source() call
+   comes first so lineage is recorded either way. #}
+{% macro optional_source(source_name, table_name, empty_columns) -%}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- if execute and load_relation(relation) is none -%}
+    (select {% for name, type in empty_columns.items() %}null::{{ type }} as {{ name }}{{ ", " if not loop.last }}{% endfor %} where false)
+    {%- else -%}
+    {{ relation }}
+    {%- endif -%}
+{%- endmacro %}

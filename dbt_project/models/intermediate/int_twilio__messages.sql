@@ -15,8 +15,8 @@ delivered as (
     select
         message_sid, account_sid, messaging_service_sid, message_type,
         case when status in ('received', 'receiving') then 'inbound' else 'outbound-api' end as direction,
-        status, from_number, to_number, observed_at as occurred_at, null::integer as segments,
-        null::integer as media_count, null::numeric as cost, null::text as currency, observed_at,
+        status, from_number, to_number, observed_at as occurred_at, null::numeric as segments,
+        null::numeric as media_count, null::numeric as cost, null::text as currency, observed_at,
         'webhook' as channel
     from {{ ref('stg_twilio__message_callbacks') }}
 

@@ -1,12 +1,9 @@
-{# Every provider's events, attributed by the assignment valid at occurred_at: the agent's resource
-   first (gives client and agent), then a client-level resource (subaccount, key). #}
+{# Attribution by the assignment valid at occurred_at (valid_from inclusive, valid_to exclusive):
+   the agent's resource first (gives client and agent), then a client-level resource, then a fallback.
+   Without a match the client is 'unattributed' and attribution_status says why. #}
 with events as (
 
-    select * from {{ ref('int_usage_events__retell') }}
-    union all
-    select * from {{ ref('int_usage_events__twilio') }}
-    union all
-    select * from {{ ref('int_usage_events__openrouter') }}
+    select * from {{ ref('int_usage_events__unioned') }}
 
 ),
 
@@ -16,13 +13,21 @@ assignments as (
 
 ),
 
-attributed as (
+matched as (
 
     select
         events.*,
         by_agent.client_id as agent_client_id,
         by_agent.agent_id as matched_agent_id,
-        by_client.client_id as resource_client_id
+        coalesce(by_client.client_id, by_fallback.client_id) as resource_client_id,
+        exists (
+            select 1 from assignments as known
+            where (known.resource_type, known.resource_id) in (
+                (events.agent_resource_type, events.agent_resource_id),
+                (events.client_resource_type, events.client_resource_id),
+                (events.fallback_resource_type, events.fallback_resource_id)
+            )
+        ) as resource_known
 
     from events
     left join assignments as by_agent
@@ -35,17 +40,25 @@ attributed as (
         and by_client.resource_id = events.client_resource_id
         and events.occurred_at >= by_client.valid_from
         and (by_client.valid_to is null or events.occurred_at < by_client.valid_to)
+    left join assignments as by_fallback
+        on by_fallback.resource_type = events.fallback_resource_type
+        and by_fallback.resource_id = events.fallback_resource_id
+        and events.occurred_at >= by_fallback.valid_from
+        and (by_fallback.valid_to is null or events.occurred_at < by_fallback.valid_to)
 
 )
 
 select
     *,
-    concat_ws(':', provider, object_type, external_id, metric) as idempotency_key,
+    concat_ws(':', provider, object_type, external_id, coalesce(metric, 'unknown_' || unit)) as idempotency_key,
     coalesce(agent_client_id, resource_client_id, 'unattributed') as client_id,
     matched_agent_id as agent_id,
     case
         when agent_client_id is not null or resource_client_id is not null then 'attributed'
-        else 'unattributed:no_assignment'
+        when coalesce(agent_resource_id, client_resource_id, fallback_resource_id) is null
+            then 'unattributed:no_resource_id'
+        when resource_known then 'unattributed:no_assignment_at_occurred_at'
+        else 'unattributed:unknown_resource'
     end as attribution_status
 
-from attributed
+from matched

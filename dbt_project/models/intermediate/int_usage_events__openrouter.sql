@@ -34,6 +34,8 @@ select
     null::text as agent_resource_id,
     'openrouter_key' as client_resource_type,
     activity.api_key_hash as client_resource_id,
+    null::text as fallback_resource_type,
+    null::text as fallback_resource_id,
     jsonb_build_object(
         'model', activity.model,
         'model_permaslug', activity.model_permaslug,

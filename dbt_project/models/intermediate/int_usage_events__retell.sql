@@ -8,13 +8,15 @@ with calls as (
 
 metrics as (
 
-    select call_id, 'voice_seconds' as metric, 'second' as unit,
-           billed_duration_seconds as quantity, combined_cost_usd as cost_usd
+    {# A call type we do not know how to bill gets no metric, and is quarantined. #}
+    select call_id, case when call_type in ('phone_call', 'web_call') then 'voice_seconds' end as metric,
+           'second' as unit, billed_duration_seconds as quantity, combined_cost_usd as cost_usd
     from calls
 
     union all
 
-    select call_id, 'llm_tokens', 'token', llm_tokens, 0::numeric
+    select call_id, case when call_type in ('phone_call', 'web_call') then 'llm_tokens' end, 'token',
+           llm_tokens, 0::numeric
     from calls
     where llm_tokens is not null
 
@@ -36,6 +38,8 @@ select
     calls.retell_agent_id as agent_resource_id,
     null::text as client_resource_type,
     null::text as client_resource_id,
+    null::text as fallback_resource_type,
+    null::text as fallback_resource_id,
     jsonb_build_object(
         'workspace', calls.workspace,
         'retell_agent_id', calls.retell_agent_id,

@@ -1,5 +1,5 @@
 {# Twilio call legs (billed per started minute) and messages (SMS segments, MMS messages).
-   The agent is found by our phone number on the leg; the client also by the subaccount. #}
+   The agent is found by our phone number; the client also by the messaging service or subaccount. #}
 with calls as (
 
     select * from {{ ref('int_twilio__calls') }}
@@ -20,7 +20,7 @@ select
     'voice_minutes' as metric,
     'minute' as unit,
     billed_minutes::numeric as quantity,
-    cost as cost_usd,
+    case when currency = 'USD' then cost end as cost_usd,
     currency,
     cost as cost_native,
     occurred_at,
@@ -28,6 +28,8 @@ select
     case when direction = 'inbound' then to_number else from_number end as agent_resource_id,
     'twilio_subaccount' as client_resource_type,
     account_sid as client_resource_id,
+    null::text as fallback_resource_type,
+    null::text as fallback_resource_id,
     jsonb_build_object(
         'account_sid', account_sid,
         'direction', direction,
@@ -49,15 +51,17 @@ select
     'message',
     message_sid,
     null,
-    case message_type when 'mms' then 'mms_messages' else 'sms_segments' end,
+    case message_type when 'mms' then 'mms_messages' when 'sms' then 'sms_segments' end,
     case message_type when 'mms' then 'message' else 'segment' end,
     case message_type when 'mms' then 1 else segments end::numeric,
-    cost,
+    case when currency = 'USD' then cost end,
     currency,
     cost,
     occurred_at,
     'twilio_phone_number',
     case when direction = 'inbound' then to_number else from_number end,
+    'twilio_messaging_service',
+    messaging_service_sid,
     'twilio_subaccount',
     account_sid,
     jsonb_build_object(

@@ -1,7 +1,8 @@
 {# The canonical UsageEvent (DESIGN.md section 3): one row per provider object and metric. #}
 with events as (
 
-    select * from {{ ref('int_usage_events__attributed') }}
+    select * from {{ ref('int_usage_events__checked') }}
+    where quarantine_reason is null
 
 )
 

@@ -18,8 +18,8 @@ renamed as (
         {{ rfc2822_to_timestamptz('date_created') }} as created_at,
         {{ rfc2822_to_timestamptz('start_time') }} as started_at,
         {{ rfc2822_to_timestamptz('end_time') }} as ended_at,
-        nullif(duration, '')::integer as duration_seconds,
-        ceil(nullif(duration, '')::numeric / 60)::integer as billed_minutes,
+        {{ safe_numeric('duration') }}::integer as duration_seconds,
+        ceil({{ safe_numeric('duration') }} / 60)::integer as billed_minutes,
         {{ twilio_charge_usd('price') }} as cost,
         upper(price_unit) as currency,
         to_timestamp(_dlt_load_id::numeric) as observed_at

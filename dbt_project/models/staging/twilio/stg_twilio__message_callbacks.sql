@@ -13,7 +13,7 @@ renamed as (
         sid as message_sid,
         account_sid,
         params ->> 'MessagingServiceSid' as messaging_service_sid,
-        case when sid like 'MM%' then 'mms' else 'sms' end as message_type,
+        case when sid like 'SM%' then 'sms' when sid like 'MM%' then 'mms' end as message_type,
         status,
         params ->> 'From' as from_number,
         params ->> 'To' as to_number,

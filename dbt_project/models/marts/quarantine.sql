@@ -1,0 +1,47 @@
+{# Every provider object we do not bill, with the reason: rows the collectors could not load
+   (no id) and objects normalization rejected. Costs stay as reported, in their own currency. #}
+with rejected_events as (
+
+    select
+        idempotency_key as quarantine_id,
+        'normalization' as stage,
+        provider,
+        object_type,
+        external_id,
+        metric,
+        quarantine_reason as reason,
+        quantity,
+        cost_native,
+        currency,
+        occurred_at,
+        first_seen_at,
+        attributes as details
+    from {{ ref('int_usage_events__checked') }}
+    where quarantine_reason is not null
+
+),
+
+retell_collector as (
+
+    select
+        'retell:call:' || quarantine_key, 'collector', 'retell', 'call', null::text, null::text, reason,
+        null::numeric, cost_native, currency, occurred_at, seen_at, record - 'from_number' - 'to_number'
+    from {{ ref('stg_retell__quarantined_calls') }}
+
+),
+
+twilio_collector as (
+
+    select
+        'twilio:' || object_type || ':' || quarantine_key, 'collector', 'twilio', object_type, null::text,
+        null::text, reason, null::numeric, cost_native, currency, occurred_at, seen_at,
+        record - 'from' - 'to' - 'from_formatted' - 'to_formatted' - 'body'
+    from {{ ref('stg_twilio__quarantined_records') }}
+
+)
+
+select * from rejected_events
+union all
+select * from retell_collector
+union all
+select * from twilio_collector

@@ -1,0 +1,19 @@
+{# Calls the collector could not load (no call_id), kept whole with the reason. #}
+with source as (
+
+    select * from {{ optional_source('retell', 'calls_quarantine',
+        {'call_id': 'text', 'reason': 'text', 'account': 'text', 'record': 'jsonb', 'seen_at': 'timestamptz'}) }}
+
+)
+
+select
+    call_id as quarantine_key,
+    reason,
+    account,
+    record,
+    {{ cents_to_usd("record -> 'call_cost' ->> 'combined_cost'") }} as cost_native,
+    'USD' as currency,
+    {{ epoch_ms_to_timestamptz("record ->> 'start_timestamp'") }} as occurred_at,
+    seen_at
+
+from source

@@ -1,0 +1,40 @@
+{# Calls and messages the collector could not load (no sid), kept whole with the reason. #}
+with calls as (
+
+    select 'call' as object_type, sid as quarantine_key, reason, account, record, seen_at
+    from {{ optional_source('twilio', 'calls_quarantine',
+        {'sid': 'text', 'reason': 'text', 'account': 'text', 'record': 'jsonb', 'seen_at': 'timestamptz'}) }}
+
+),
+
+messages as (
+
+    select 'message' as object_type, sid as quarantine_key, reason, account, record, seen_at
+    from {{ optional_source('twilio', 'messages_quarantine',
+        {'sid': 'text', 'reason': 'text', 'account': 'text', 'record': 'jsonb', 'seen_at': 'timestamptz'}) }}
+
+),
+
+records as (
+
+    select * from calls
+    union all
+    select * from messages
+
+)
+
+select
+    object_type,
+    quarantine_key,
+    reason,
+    account,
+    record,
+    {{ twilio_charge_usd("record ->> 'price'") }} as cost_native,
+    upper(record ->> 'price_unit') as currency,
+    coalesce(
+        {{ rfc2822_to_timestamptz("record ->> 'date_sent'") }},
+        {{ rfc2822_to_timestamptz("record ->> 'date_created'") }}
+    ) as occurred_at,
+    seen_at
+
+from records

@@ -1,0 +1,111 @@
+"""Bad records and duplicate deliveries: every generated cent ends in fct_usage_events or quarantine."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+import uvicorn
+from dagster import DagsterInstance
+
+from sandbox.config import SandboxConfig
+from sandbox.server import start_in_thread
+from sandbox.totals import iter_records, record_cost_usd
+from sandbox.webhook_sender import send_webhooks
+from tests.conftest import pipeline_environment
+from webhooks.app import create_app
+from webhooks.settings import WebhookSettings
+
+pytestmark = pytest.mark.integration
+
+DAMAGED = SandboxConfig(seed=5, clients=3, agents_per_client=2, days=4, calls_per_agent_per_day=8, corrupt_rate=0.15)
+EXPECTED_REASON = {
+    ("retell", "missing_id"): "missing_call_id",
+    ("twilio", "missing_id"): "missing_sid",
+}
+
+
+def _query(warehouse, sql: str) -> list[tuple]:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
+@pytest.fixture(scope="module")
+def damaged_run(database_factory, tmp_path_factory):
+    warehouse = database_factory("quarantine")
+    sandbox = start_in_thread(DAMAGED)
+    receiver = uvicorn.Server(uvicorn.Config(
+        create_app(WebhookSettings((DAMAGED.retell_api_key(0),), (DAMAGED.twilio_auth_token,)), warehouse.connect),
+        host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=receiver.run, daemon=True)
+    thread.start()
+    while not receiver.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{receiver.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        with pipeline_environment(warehouse, sandbox, tmp_path_factory.mktemp("dir") / "directory.yaml"):
+            from dagster_project.definitions import defs
+
+            deliveries = [send_webhooks(DAMAGED, DAMAGED.end_date, f"{base}/webhooks/retell",
+                                        f"{base}/webhooks/twilio") for _ in range(2)]  # every delivery twice
+            result = defs.resolve_job_def("usage_pipeline").execute_in_process(instance=DagsterInstance.ephemeral())
+    finally:
+        receiver.should_exit = True
+        thread.join(5)
+        sandbox.shutdown()
+    return {"warehouse": warehouse, "result": result, "deliveries": deliveries}
+
+
+def test_the_run_succeeds_with_the_reconciliation_tests_passing(damaged_run):
+    assert damaged_run["result"].success
+    checks = {e.check_name: e.passed for e in damaged_run["result"].get_asset_check_evaluations()}
+    assert checks["raw_objects_reconcile_quarantine_"] is True
+    assert checks["daily_usage_reconciles_with_events_fct_daily_usage_"] is True
+
+
+def test_malformed_webhooks_were_refused_and_duplicates_acknowledged(damaged_run):
+    first, second = damaged_run["deliveries"]
+    assert first == second and first.get(400, 0) > 0 and set(first) == {200, 400}
+
+
+def test_every_generated_cent_is_billed_or_quarantined(damaged_run):
+    warehouse = damaged_run["warehouse"]
+    generated = Counter()
+    for provider, _, record in iter_records(DAMAGED):
+        generated[provider] += record_cost_usd(provider, record)
+    billed = dict(_query(warehouse, "select provider, sum(cost_usd) from marts.fct_usage_events group by 1"))
+    held = dict(_query(warehouse, "select provider, sum(cost_native) from marts.quarantine group by 1"))
+    for provider in ("retell", "twilio", "openrouter"):
+        assert billed.get(provider, Decimal(0)) + held.get(provider, Decimal(0)) == generated[provider], provider
+    assert sum(held.values()) != 0
+
+
+def test_every_generated_object_is_billed_or_quarantined_once(damaged_run):
+    warehouse = damaged_run["warehouse"]
+    generated = Counter(provider for provider, _, _ in iter_records(DAMAGED))
+    billed = dict(_query(warehouse, "select provider, count(distinct object_type || external_id) "
+                                    "from marts.fct_usage_events group by 1"))
+    held = dict(_query(warehouse, "select provider, count(distinct coalesce(external_id, quarantine_id)) "
+                                  "from marts.quarantine group by 1"))
+    assert {p: billed.get(p, 0) + held.get(p, 0) for p in generated} == dict(generated)
+    overlap = _query(warehouse, """select count(*) from marts.quarantine q join marts.fct_usage_events f
+                                   on f.provider = q.provider and f.object_type = q.object_type
+                                   and f.external_id = q.external_id""")
+    assert overlap == [(0,)]
+
+
+def test_each_damaged_record_is_quarantined_for_its_reason(damaged_run):
+    expected = Counter()
+    for provider, _, record in iter_records(DAMAGED):
+        damage = record.get("_sandbox_corruption")
+        if damage:
+            expected[(provider, EXPECTED_REASON.get((provider, damage), damage))] += 1
+    rows = _query(damaged_run["warehouse"], """
+        select provider, reason, count(distinct coalesce(external_id, quarantine_id))
+        from marts.quarantine group by 1, 2""")
+    assert {(provider, reason): count for provider, reason, count in rows} == dict(expected)
+    assert len({reason for _, reason in expected}) >= 7
