@@ -141,3 +141,19 @@ def test_collection_checks_pass_after_a_fresh_run(pipeline):
                for e in pipeline["second"].get_asset_check_evaluations() if e.check_name == "collection_fresh"}
     assert results == {("raw_retell", "collection_fresh"): True, ("raw_twilio", "collection_fresh"): True,
                        ("raw_openrouter", "collection_fresh"): True}
+
+
+def test_fct_calls_joins_each_retell_call_to_its_twilio_leg(pipeline):
+    rows = _query(pipeline["warehouse"], """
+        select link_status, count(*), sum(total_cost_usd), bool_or(client_mismatch)
+        from marts.fct_calls group by link_status""")
+    by_status = {status: (count, cost, mismatch) for status, count, cost, mismatch in rows}
+    calls = [r for provider, _, r in iter_records(SMALL) if provider == "retell"]
+    phone = sum(1 for c in calls if c["call_type"] == "phone_call")
+    assert set(by_status) == {"matched", "web_call"}
+    assert by_status["matched"][0] == phone and by_status["web_call"][0] == len(calls) - phone
+    assert not any(mismatch for _, _, mismatch in by_status.values())
+    total = sum(cost for _, cost, _ in by_status.values())
+    billed = _query(pipeline["warehouse"], "select sum(cost_usd) from marts.fct_usage_events "
+                                           "where object_type = 'call'")[0][0]
+    assert total == billed

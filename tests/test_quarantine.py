@@ -109,3 +109,28 @@ def test_each_damaged_record_is_quarantined_for_its_reason(damaged_run):
         from marts.quarantine group by 1, 2""")
     assert {(provider, reason): count for provider, reason, count in rows} == dict(expected)
     assert len({reason for _, reason in expected}) >= 7
+
+
+def test_fct_calls_reports_the_orphans_that_quarantine_leaves(damaged_run):
+    from sandbox.agency import clients
+    from sandbox.usage import client_day
+
+    expected = Counter()
+    for client in clients(DAMAGED):
+        for day in DAMAGED.iter_days():
+            usage = client_day(DAMAGED, client.index, day)
+            # the uri keeps the sid even when the damage removed the sid field
+            damaged_legs = {leg["uri"].rsplit("/", 1)[1][:-5] for leg in usage.twilio_calls
+                            if leg.get("_sandbox_corruption")}
+            for call in usage.retell_calls:
+                if "telephony_identifier" not in call:
+                    continue
+                sid = call["telephony_identifier"]["twilio_call_sid"]
+                call_damaged, leg_damaged = bool(call.get("_sandbox_corruption")), sid in damaged_legs
+                if call_damaged and not leg_damaged:
+                    expected["twilio_without_retell_call"] += 1
+                elif leg_damaged and not call_damaged:
+                    expected["retell_leg_missing"] += 1
+    rows = _query(damaged_run["warehouse"], """select link_status, count(*) from marts.fct_calls
+                                               where link_status not in ('matched', 'web_call') group by 1""")
+    assert dict(rows) == dict(expected) and sum(expected.values()) > 0
