@@ -5,7 +5,7 @@ provenance as (
 
     select
         {{ key }},
-        array_agg(distinct channel order by channel) as source_channels,
+        string_agg(distinct channel, ',' order by channel) as source_channels,  -- text: dbt unit tests cannot cast arrays
         min(observed_at) as first_seen_at,
         max(observed_at) as last_observed_at
     from observations

@@ -45,7 +45,7 @@ select
         'completion_tokens', activity.completion_tokens,
         'reasoning_tokens', activity.reasoning_tokens
     ) as attributes,
-    array['poll']::text[] as source_channels,
+    'poll' as source_channels,
     activity.observed_at as first_seen_at,
     activity.observed_at as last_observed_at
 

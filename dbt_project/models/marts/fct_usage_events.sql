@@ -24,7 +24,7 @@ select
     attribution_status,
     external_id,
     linked_external_id,
-    source_channels,
+    string_to_array(source_channels, ',') as source_channels,
     first_seen_at,
     last_observed_at as last_changed_at,
     attributes
