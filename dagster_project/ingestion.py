@@ -87,7 +87,7 @@ def openrouter_raw(context: AssetExecutionContext, dlt: DagsterDltResource, ware
     yield from _run(context, dlt, warehouse, "openrouter", openrouter_source())
 
 
-@dlt_assets(dlt_source=directory_source(path="unused-at-definition-time"),
+@dlt_assets(dlt_source=directory_source(path="unused-at-definition-time", sql_url=None),
             dlt_pipeline=_template_pipeline("directory"), name="directory", dagster_dlt_translator=RawTranslator())
 def directory_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()

@@ -1,4 +1,8 @@
-"""The agency directory: clients, agents and effective-dated resource assignments, from YAML."""
+"""The agency directory: clients, agents and effective-dated resource assignments.
+
+From a YAML file (default), a folder of CSV files (clients.csv, agents.csv,
+resource_assignments.csv), or, with `sql_url`, the platform's own database.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,30 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dlt
-import yaml
 from dlt.sources import DltResource
 
-from dlt_sources.directory.settings import DEFAULT_DIRECTORY_PATH
-
-SECTIONS = ("clients", "agents", "resource_assignments")
+from dlt_sources.directory.helpers import read_csv, read_sql, read_yaml
+from dlt_sources.directory.settings import COLUMN_HINTS, DEFAULT_DIRECTORY_PATH, SECTIONS
 
 
 @dlt.source(name="directory", max_table_nesting=0)
-def directory_source(path: str = DEFAULT_DIRECTORY_PATH) -> Sequence[DltResource]:
+def directory_source(
+    path: str = DEFAULT_DIRECTORY_PATH,
+    sql_url: str | None = dlt.secrets.value,
+    sql_schema: str | None = None,
+) -> Sequence[DltResource]:
     """Each section replaces its table, so a removed assignment disappears on the next load."""
     return [
-        dlt.resource(_section(path, section), name=section, write_disposition="replace",
-                     columns={"valid_to": {"data_type": "timestamp", "nullable": True}}
-                     if section == "resource_assignments" else None)
+        dlt.resource(_section(path, sql_url, sql_schema, section), name=section, write_disposition="replace",
+                     columns=COLUMN_HINTS.get(section))
         for section in SECTIONS
     ]
 
 
-def _section(path: str, section: str) -> Iterator[list[dict]]:
-    document = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(document.get(section), list):
-        raise ValueError(f"directory file {path}: section {section!r} is missing or not a list")
-    yield document[section]
+def _section(path: str, sql_url: str | None, sql_schema: str | None, section: str) -> Iterator[list[dict]]:
+    if sql_url:
+        yield read_sql(sql_url, sql_schema, section)
+    elif Path(path).is_dir():
+        yield read_csv(Path(path), section)
+    else:
+        yield read_yaml(Path(path), section)
