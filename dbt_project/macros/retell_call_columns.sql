@@ -1,8 +1,8 @@
 {# Typed columns of a Retell call object given as jsonb: the same parsing for polled rows
    (to_jsonb of the raw row) and webhook payloads (payload -> 'call'). #}
-{% macro retell_call_fields(call) %}
+{% macro retell_call_fields(call, call_id=none) %}
     {{ return([
-        ('call_id', "(" ~ call ~ " ->> 'call_id')"),
+        ('call_id', call_id or "(" ~ call ~ " ->> 'call_id')"),
         ('retell_agent_id', "(" ~ call ~ " ->> 'agent_id')"),
         ('agent_version', "(" ~ call ~ " ->> 'agent_version')::integer"),
         ('call_type', "(" ~ call ~ " ->> 'call_type')"),
@@ -24,8 +24,9 @@
     ]) }}
 {% endmacro %}
 
-{% macro retell_call_columns(call) -%}
-    {% for name, expression in retell_call_fields(call) -%}
+{# `call_id`: the raw key column when there is one, so filters on it reach its index. #}
+{% macro retell_call_columns(call, call_id=none) -%}
+    {% for name, expression in retell_call_fields(call, call_id) -%}
     {{ expression }} as {{ name }}{{ "," if not loop.last }}
     {% endfor %}
 {%- endmacro %}

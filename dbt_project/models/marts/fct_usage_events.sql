@@ -1,32 +1,94 @@
-{# The canonical UsageEvent (DESIGN.md section 3): one row per provider object and metric. #}
+{# The canonical UsageEvent (DESIGN.md section 3): one row per provider object and metric.
+   Incremental: a run recomputes only the objects changed since the last one (see
+   changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes,
+   and rows of recomputed objects that are no longer billable (quarantined, or a metric gone) are
+   deleted by the post-hook. #}
+{% if execute %}{% do pin_usage_event_watermarks() %}{% endif %}
+{% set changed = changed_usage_objects() %}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='usage_event_id',
+    on_schema_change='append_new_columns',
+    indexes=[
+      {'columns': ['usage_event_id'], 'unique': True},
+      {'columns': ['provider', 'object_type', 'external_id']},
+      {'columns': ['usage_date']},
+      {'columns': ['last_observed_at']},
+    ],
+    post_hook=["{{ delete_stale_usage_events() }}", "{{ advance_usage_event_watermarks() }}"],
+) }}
+
 with events as (
 
     select * from {{ ref('int_usage_events__checked') }}
     where quarantine_reason is null
+      and {{ changed }}
+
+),
+
+shaped as (
+
+    select
+        md5(idempotency_key) as usage_event_id,
+        idempotency_key,
+        provider,
+        object_type,
+        metric,
+        unit,
+        quantity,
+        cost_usd,
+        currency,
+        cost_native,
+        occurred_at,
+        (occurred_at at time zone 'UTC')::date as usage_date,
+        client_id,
+        agent_id,
+        attribution_status,
+        external_id,
+        linked_external_id,
+        string_to_array(source_channels, ',') as source_channels,
+        first_seen_at,
+        last_observed_at,
+        attributes
+    from events
 
 )
 
 select
-    md5(idempotency_key) as usage_event_id,
-    idempotency_key,
-    provider,
-    object_type,
-    metric,
-    unit,
-    quantity,
-    cost_usd,
-    currency,
-    cost_native,
-    occurred_at,
-    (occurred_at at time zone 'UTC')::date as usage_date,
-    client_id,
-    agent_id,
-    attribution_status,
-    external_id,
-    linked_external_id,
-    string_to_array(source_channels, ',') as source_channels,
-    first_seen_at,
-    last_observed_at as last_changed_at,
-    attributes
+    shaped.usage_event_id,
+    shaped.idempotency_key,
+    shaped.provider,
+    shaped.object_type,
+    shaped.metric,
+    shaped.unit,
+    shaped.quantity,
+    shaped.cost_usd,
+    shaped.currency,
+    shaped.cost_native,
+    shaped.occurred_at,
+    shaped.usage_date,
+    shaped.client_id,
+    shaped.agent_id,
+    shaped.attribution_status,
+    shaped.external_id,
+    shaped.linked_external_id,
+    shaped.source_channels,
+    {% if is_incremental() -%}
+    least(previous.first_seen_at, shaped.first_seen_at) as first_seen_at,
+    case
+        when previous.usage_event_id is not null and {{ usage_event_content('previous') }} = {{ usage_event_content('shaped') }}
+            then previous.last_changed_at
+        else shaped.last_observed_at
+    end as last_changed_at,
+    {%- else -%}
+    shaped.first_seen_at,
+    shaped.last_observed_at as last_changed_at,
+    {%- endif %}
+    shaped.last_observed_at,
+    shaped.attributes
 
-from events
+from shaped
+{% if is_incremental() -%}
+left join {{ this }} as previous on previous.usage_event_id = shaped.usage_event_id
+{%- endif %}

@@ -7,7 +7,7 @@ with source as (
 renamed as (
 
     select
-        {{ retell_call_columns('to_jsonb(source)') }},
+        {{ retell_call_columns('to_jsonb(source)', call_id='source.call_id') }},
         source.workspace,
         to_timestamp(source._dlt_load_id::numeric) as observed_at
 

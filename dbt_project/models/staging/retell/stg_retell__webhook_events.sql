@@ -9,7 +9,7 @@ renamed as (
     select
         delivery_id,
         event,
-        {{ retell_call_columns("payload -> 'call'") }},
+        {{ retell_call_columns("payload -> 'call'", call_id='call_id') }},
         received_at as observed_at
 
     from source

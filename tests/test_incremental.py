@@ -1,0 +1,116 @@
+"""fct_usage_events is incremental: a settled price updates its event and moves last_changed_at,
+unchanged events keep theirs, and a build with nothing new recomputes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import requests
+from dagster import DagsterInstance
+
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from sandbox.agency import clients
+from sandbox.totals import expected_totals
+from sandbox.usage import client_day
+from tests.conftest import SMALL, pipeline_environment
+
+pytestmark = pytest.mark.integration
+
+
+def _event(warehouse, external_id: str, metric: str) -> tuple:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("""select cost_usd, first_seen_at, last_changed_at, last_observed_at
+                          from marts.fct_usage_events where external_id = %s and metric = %s""",
+                       (external_id, metric))
+        return cursor.fetchone()
+
+
+def _dbt_run_fct(warehouse, target: Path) -> str:
+    """dbt run of fct_usage_events alone; returns its compiled SQL."""
+    result = subprocess.run(
+        [DBT_EXECUTABLE, "run", "--select", "fct_usage_events", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
+        capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
+    assert result.returncode == 0, result.stdout[-3000:]
+    return next(target.rglob("compiled/**/fct_usage_events.sql")).read_text()
+
+
+@pytest.fixture(scope="module")
+def settled(database_factory, sandbox_server, tmp_path_factory):
+    warehouse = database_factory("incremental")
+    control = f"{sandbox_server.base_url}/_sandbox/pending"
+    leg_pending = client_day(SMALL, 0, SMALL.end_date).twilio_calls[0]["sid"]
+    leg_stable = client_day(SMALL, 0, SMALL.end_date - timedelta(days=1)).twilio_calls[0]["sid"]
+    with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
+        from dagster_project.definitions import defs
+
+        job = defs.resolve_job_def("usage_pipeline")
+        instance = DagsterInstance.ephemeral()
+        requests.post(control, json={"days": 1}, timeout=5)
+        try:
+            assert job.execute_in_process(instance=instance).success
+        finally:
+            requests.delete(control, timeout=5)
+        before = {sid: _event(warehouse, sid, "voice_minutes") for sid in (leg_pending, leg_stable)}
+        assert job.execute_in_process(instance=instance).success
+        after = {sid: _event(warehouse, sid, "voice_minutes") for sid in (leg_pending, leg_stable)}
+    return {"warehouse": warehouse, "before": before, "after": after, "pending": leg_pending,
+            "stable": leg_stable, "tmp": tmp_path_factory.mktemp("dbt_target")}
+
+
+def test_a_settled_price_updates_its_event_and_moves_last_changed_at(settled):
+    cost_before, first_before, changed_before, _ = settled["before"][settled["pending"]]
+    cost_after, first_after, changed_after, _ = settled["after"][settled["pending"]]
+    assert cost_before is None and cost_after > 0
+    assert first_after == first_before
+    assert changed_after > changed_before
+
+
+def test_an_unchanged_event_keeps_last_changed_at_though_it_was_re_read(settled):
+    cost_before, first_before, changed_before, observed_before = settled["before"][settled["stable"]]
+    cost_after, first_after, changed_after, observed_after = settled["after"][settled["stable"]]
+    assert (cost_after, first_after, changed_after) == (cost_before, first_before, changed_before)
+    assert observed_after > observed_before  # the look-back read it again
+
+
+def test_totals_after_incremental_builds_equal_the_sandbox(settled):
+    with settled["warehouse"].connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select provider, client_id, count(distinct object_type || external_id), sum(cost_usd) "
+                       "from marts.fct_usage_events group by 1, 2")
+        totals = {(p, c): (n, cost) for p, c, n, cost in cursor.fetchall()}
+    assert totals == {key: (t.objects, t.cost_usd) for key, t in expected_totals(SMALL).items()}
+
+
+def test_nothing_new_recomputes_nothing_and_mappings_reattribute(settled):
+    warehouse = settled["warehouse"]
+    compiled = _dbt_run_fct(warehouse, settled["tmp"] / "idle")
+    assert "and false" in compiled  # no object selected: the build reads no raw rows
+    client = clients(SMALL)[2]
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("create table raw_directory.removed as select * from raw_directory.resource_assignments "
+                       "where client_id = %s", (client.client_id,))
+        cursor.execute("delete from raw_directory.resource_assignments where client_id = %s", (client.client_id,))
+    compiled = _dbt_run_fct(warehouse, settled["tmp"] / "unmapped")
+    assert "and true" in compiled  # the directory changed: everything is attributed again
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select count(*), sum(cost_usd) from marts.fct_usage_events where client_id = 'unattributed'")
+        unattributed, cost = cursor.fetchone()
+    assert unattributed > 0 and cost == sum(t.cost_usd for (_, c), t in expected_totals(SMALL).items()
+                                            if c == client.client_id)
+    compiled = _dbt_run_fct(warehouse, settled["tmp"] / "unattributed_only")
+    assert "and (" in compiled and "and true" not in compiled  # only the unattributed objects again
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select sum(cost_usd) from marts.fct_usage_events")
+        assert cursor.fetchone()[0] == sum((t.cost_usd for t in expected_totals(SMALL).values()), Decimal(0))
+        cursor.execute("insert into raw_directory.resource_assignments select * from raw_directory.removed")
+    _dbt_run_fct(warehouse, settled["tmp"] / "mapped_again")
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select count(*) from marts.fct_usage_events where client_id = 'unattributed'")
+        assert cursor.fetchone()[0] == 0
+        cursor.execute("select count(*) from marts.fct_usage_events where client_id = %s", (client.client_id,))
+        assert cursor.fetchone()[0] > 0
