@@ -11,6 +11,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from dagster_project.collector_state import record_failure, record_success
 from dagster_project.local_env import ensure_provider_config
+from dagster_project.raw_indexes import ensure_raw_indexes
 from dagster_project.resources import WarehouseResource
 from dagster_project.warehouse import LOCAL_DIR
 from dlt_sources.directory import directory_source
@@ -63,7 +64,8 @@ def _run(context: AssetExecutionContext, dlt_resource: DagsterDltResource, wareh
             raise Failure(description=message, metadata={"provider_status": provider_error.status}) from exc
         raise
     loaded = record_success(warehouse.warehouse, name, pipeline, context.run_id, started_at, datetime.now(UTC))
-    context.log.info(f"{name}: {loaded} rows collected")
+    created = ensure_raw_indexes(warehouse.warehouse, name)
+    context.log.info(f"{name}: {loaded} rows collected" + (f"; created indexes {created}" if created else ""))
 
 
 @dlt_assets(dlt_source=retell_source(workspaces=[]), dlt_pipeline=_template_pipeline("retell"),

@@ -26,6 +26,7 @@ create table if not exists raw_webhooks.retell_events (
     received_at timestamptz not null default clock_timestamp()
 );
 create index if not exists retell_events_received_at on raw_webhooks.retell_events (received_at);
+create index if not exists retell_events_call_id on raw_webhooks.retell_events (call_id);
 create table if not exists raw_webhooks.twilio_callbacks (
     delivery_id text primary key,          -- sha256 of the raw body
     resource text not null,                -- call or message
@@ -36,6 +37,7 @@ create table if not exists raw_webhooks.twilio_callbacks (
     received_at timestamptz not null default clock_timestamp()
 );
 create index if not exists twilio_callbacks_received_at on raw_webhooks.twilio_callbacks (received_at);
+create index if not exists twilio_callbacks_sid on raw_webhooks.twilio_callbacks (sid);
 """
 
 TABLES = {

@@ -7,47 +7,46 @@ with activity as (
 
 metrics as (
 
-    select activity_id, 'llm_tokens' as metric, 'token' as unit,
-           (prompt_tokens + completion_tokens)::numeric as quantity, cost_usd
+    select activity.*, metric.*
     from activity
-
-    union all
-
-    select activity_id, 'llm_requests', 'request', requests::numeric, 0::numeric
-    from activity
+    cross join lateral (
+        values
+            ('llm_tokens', 'token', (activity.prompt_tokens + activity.completion_tokens)::numeric,
+             activity.cost_usd),
+            ('llm_requests', 'request', activity.requests::numeric, 0::numeric)
+    ) as metric (metric_name, metric_unit, metric_quantity, metric_cost_usd)
 
 )
 
 select
     'openrouter' as provider,
     'activity' as object_type,
-    activity.activity_id as external_id,
+    activity_id as external_id,
     null::text as linked_external_id,
-    metrics.metric,
-    metrics.unit,
-    metrics.quantity,
-    metrics.cost_usd,
+    metric_name as metric,
+    metric_unit as unit,
+    metric_quantity as quantity,
+    metric_cost_usd as cost_usd,
     'USD' as currency,
-    metrics.cost_usd as cost_native,
-    activity.activity_date::timestamp at time zone 'UTC' as occurred_at,
+    metric_cost_usd as cost_native,
+    activity_date::timestamp at time zone 'UTC' as occurred_at,
     null::text as agent_resource_type,
     null::text as agent_resource_id,
     'openrouter_key' as client_resource_type,
-    activity.api_key_hash as client_resource_id,
+    api_key_hash as client_resource_id,
     null::text as fallback_resource_type,
     null::text as fallback_resource_id,
     jsonb_build_object(
-        'model', activity.model,
-        'model_permaslug', activity.model_permaslug,
-        'endpoint_id', activity.endpoint_id,
-        'provider_name', activity.provider_name,
-        'prompt_tokens', activity.prompt_tokens,
-        'completion_tokens', activity.completion_tokens,
-        'reasoning_tokens', activity.reasoning_tokens
+        'model', model,
+        'model_permaslug', model_permaslug,
+        'endpoint_id', endpoint_id,
+        'provider_name', provider_name,
+        'prompt_tokens', prompt_tokens,
+        'completion_tokens', completion_tokens,
+        'reasoning_tokens', reasoning_tokens
     ) as attributes,
     'poll' as source_channels,
-    activity.observed_at as first_seen_at,
-    activity.observed_at as last_observed_at
+    observed_at as first_seen_at,
+    observed_at as last_observed_at
 
 from metrics
-inner join activity on activity.activity_id = metrics.activity_id

@@ -6,55 +6,53 @@ with calls as (
 
 ),
 
+{# One row per metric; LLM tokens only when reported. A call type we do not know how to bill gets
+   no metric, and is quarantined. #}
 metrics as (
 
-    {# A call type we do not know how to bill gets no metric, and is quarantined. #}
-    select call_id, case when call_type in ('phone_call', 'web_call') then 'voice_seconds' end as metric,
-           'second' as unit, billed_duration_seconds as quantity, combined_cost_usd as cost_usd
+    select calls.*, metric.*
     from calls
-
-    union all
-
-    select call_id, case when call_type in ('phone_call', 'web_call') then 'llm_tokens' end, 'token',
-           llm_tokens, 0::numeric
-    from calls
-    where llm_tokens is not null
+    cross join lateral (
+        values
+            ('voice_seconds', 'second', billed_duration_seconds, combined_cost_usd),
+            ('llm_tokens', 'token', llm_tokens, 0::numeric)
+    ) as metric (metric_name, metric_unit, metric_quantity, metric_cost_usd)
+    where metric.metric_name = 'voice_seconds' or llm_tokens is not null
 
 )
 
 select
     'retell' as provider,
     'call' as object_type,
-    calls.call_id as external_id,
-    calls.twilio_call_sid as linked_external_id,
-    metrics.metric,
-    metrics.unit,
-    metrics.quantity,
-    metrics.cost_usd,
+    call_id as external_id,
+    twilio_call_sid as linked_external_id,
+    case when call_type in ('phone_call', 'web_call') then metric_name end as metric,
+    metric_unit as unit,
+    metric_quantity as quantity,
+    metric_cost_usd as cost_usd,
     'USD' as currency,
-    metrics.cost_usd as cost_native,
-    calls.started_at as occurred_at,
+    metric_cost_usd as cost_native,
+    started_at as occurred_at,
     'retell_agent' as agent_resource_type,
-    calls.retell_agent_id as agent_resource_id,
+    retell_agent_id as agent_resource_id,
     null::text as client_resource_type,
     null::text as client_resource_id,
     null::text as fallback_resource_type,
     null::text as fallback_resource_id,
     jsonb_build_object(
-        'workspace', calls.workspace,
-        'retell_agent_id', calls.retell_agent_id,
-        'agent_version', calls.agent_version,
-        'call_type', calls.call_type,
-        'call_status', calls.call_status,
-        'cost_status', case when calls.combined_cost_usd is null then 'pending' else 'final' end,
-        'direction', calls.direction,
-        'disconnection_reason', calls.disconnection_reason,
-        'product_costs', calls.product_costs,
-        'llm_requests', calls.llm_requests
+        'workspace', workspace,
+        'retell_agent_id', retell_agent_id,
+        'agent_version', agent_version,
+        'call_type', call_type,
+        'call_status', call_status,
+        'cost_status', case when combined_cost_usd is null then 'pending' else 'final' end,
+        'direction', direction,
+        'disconnection_reason', disconnection_reason,
+        'product_costs', product_costs,
+        'llm_requests', llm_requests
     ) as attributes,
-    calls.source_channels,
-    calls.first_seen_at,
-    calls.last_observed_at
+    source_channels,
+    first_seen_at,
+    last_observed_at
 
 from metrics
-inner join calls on calls.call_id = metrics.call_id

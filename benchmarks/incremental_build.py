@@ -1,0 +1,91 @@
+"""fct_usage_events build cost: full build against incremental builds with nothing or a little new.
+
+    python -m benchmarks.incremental_build [--clients 20] [--days 14] [--calls 20]
+
+Collects the sandbox into a fresh database, then times `dbt run --select fct_usage_events`:
+a full refresh, an incremental run with nothing new, and one after N objects were re-loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import dlt
+import yaml
+
+from dagster_project.local_env import sandbox_source_config
+from dagster_project.raw_indexes import ensure_raw_indexes
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from dagster_project.warehouse import create_database, drop_database, resolve_warehouse
+from dlt_sources.directory import directory_source
+from dlt_sources.openrouter import openrouter_source
+from dlt_sources.retell import retell_source
+from dlt_sources.twilio import twilio_source
+from sandbox.agency import directory
+from sandbox.config import SandboxConfig
+from sandbox.server import start_in_thread
+from webhooks.landing import ensure_landing_tables
+
+
+def _dbt(warehouse, *args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([DBT_EXECUTABLE, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+                    str(DBT_PROJECT_DIR), "--quiet"], check=True, env={**os.environ, **warehouse.dbt_env()})
+    return round(time.perf_counter() - started, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--touched", type=int, default=100, help="objects re-loaded before the last run")
+    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    args = parser.parse_args()
+    config = SandboxConfig(clients=args.clients, agents_per_client=5, days=args.days,
+                           calls_per_agent_per_day=args.calls)
+    sandbox = start_in_thread(config)
+    server = resolve_warehouse()
+    database = f"bench_incremental_{os.getpid()}"
+    warehouse = create_database(server, database)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, "directory.yaml")
+            with open(path, "w") as handle:
+                yaml.safe_dump(directory(config), handle)
+            os.environ.update(sandbox_source_config(sandbox.base_url, config, path))
+            for name, source in (("retell", retell_source), ("twilio", twilio_source),
+                                 ("openrouter", openrouter_source), ("directory", directory_source)):
+                dlt.pipeline(pipeline_name=name, dataset_name=f"raw_{name}", pipelines_dir=scratch,
+                             destination=dlt.destinations.postgres(credentials=warehouse.url)).run(source())
+                ensure_raw_indexes(warehouse, name)
+        with warehouse.connect() as connection:
+            ensure_landing_tables(connection)
+            with connection.cursor() as cursor:
+                cursor.execute("select count(*) from raw_retell.calls")
+                calls = cursor.fetchone()[0]
+        _dbt(warehouse, "run", "--exclude", "fct_usage_events+")
+        full = _dbt(warehouse, "run", "--select", "fct_usage_events", "--full-refresh")
+        idle = _dbt(warehouse, "run", "--select", "fct_usage_events")
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("update raw_retell.calls set _dlt_load_id = '9999999999.0' where call_id in "
+                           "(select call_id from raw_retell.calls order by call_id limit %s)", (args.touched,))
+            cursor.execute("select count(*) from marts.fct_usage_events")
+            events = cursor.fetchone()[0]
+        touched = _dbt(warehouse, "run", "--select", "fct_usage_events")
+    finally:
+        sandbox.shutdown()
+        if not args.keep:
+            drop_database(server, database)
+    print(json.dumps({"database": database, "retell_calls": calls, "usage_events": events, "full_refresh_seconds": full,
+                      "incremental_nothing_new_seconds": idle,
+                      f"incremental_{args.touched}_objects_seconds": touched}))
+
+
+if __name__ == "__main__":
+    main()
