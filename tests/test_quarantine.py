@@ -134,3 +134,10 @@ def test_fct_calls_reports_the_orphans_that_quarantine_leaves(damaged_run):
     rows = _query(damaged_run["warehouse"], """select link_status, count(*) from marts.fct_calls
                                                where link_status not in ('matched', 'web_call') group by 1""")
     assert dict(rows) == dict(expected) and sum(expected.values()) > 0
+
+
+def test_quarantine_keeps_no_phone_numbers_or_message_bodies(damaged_run):
+    leaked = _query(damaged_run["warehouse"], r"""select count(*) from marts.quarantine
+                                                where details::text ~ '\+1(202|303)[0-9]{7}'
+                                                   or details::text like '%%appointment is confirmed%%'""")
+    assert leaked == [(0,)]
