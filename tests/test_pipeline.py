@@ -115,7 +115,7 @@ def test_dbt_unit_tests_pass(pipeline):
         capture_output=True, text=True, env={**os.environ, **pipeline["warehouse"].dbt_env()},
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "PASS=6" in result.stdout
+    assert "PASS=10" in result.stdout
 
 
 def test_collector_state_shows_each_account(pipeline):

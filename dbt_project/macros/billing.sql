@@ -1,0 +1,25 @@
+{# The moment cycle statuses are computed for: var('as_of') in tests and backfills, else the run start. #}
+{% macro billing_as_of() -%}
+    '{{ var("as_of", run_started_at.isoformat()) }}'::timestamptz
+{%- endmacro %}
+
+{# The cycle start of a month: local midnight of the anchor day (or the month's last day, when shorter). #}
+{% macro cycle_boundary(month_start, anchor_day, timezone) -%}
+    make_timestamptz(
+        extract(year from {{ month_start }})::int,
+        extract(month from {{ month_start }})::int,
+        least({{ anchor_day }}, extract(day from ({{ month_start }} + interval '1 month - 1 day'))::int),
+        0, 0, 0, {{ timezone }})
+{%- endmacro %}
+
+{# open until the cycle ends, settling during the provider's grace period, closed after. #}
+{% macro cycle_status(cycle_end, provider) -%}
+    {%- set grace = var('settling_grace_hours') -%}
+    case
+        when {{ billing_as_of() }} < {{ cycle_end }} then 'open'
+        when {{ billing_as_of() }} < {{ cycle_end }} + make_interval(hours => case {{ provider }}
+            {%- for name, hours in grace.items() %} when '{{ name }}' then {{ hours }}{% endfor %} else 72 end)
+            then 'settling'
+        else 'closed'
+    end
+{%- endmacro %}
