@@ -16,7 +16,7 @@
 {% macro optional_source(source_name, table_name, empty_columns) -%}
     {%- set relation = source(source_name, table_name) -%}
     {%- if execute and load_relation(relation) is none -%}
-    (select {% for name, type in empty_columns.items() %}null::{{ type }} as {{ name }}{{ ", " if not loop.last }}{% endfor %} where false)
+    (select {% for name, type in empty_columns.items() %}null::{{ type }} as {{ name }}{{ ", " if not loop.last }}{% endfor %} where false) as not_created_yet
     {%- else -%}
     {{ relation }}
     {%- endif -%}
