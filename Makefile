@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection stop clean
+.PHONY: install manifest demo dev backfill webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection stop clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ demo: $(MANIFEST)  ## materialize every asset once on the embedded default and p
 dev: $(MANIFEST)  ## the Dagster UI on the same setup, http://127.0.0.1:3000
 	$(BIN)/python -m dagster_project.dev
 
+backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make backfill START=2026-01-01 END=2026-01-07
+	$(BIN)/python -m dagster_project.backfill --start $(START) --end $(END)
+
 webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
 	$(BIN)/python -m webhooks
 
@@ -44,7 +47,10 @@ lint: $(STAMP)
 bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 	$(BIN)/python -m sandbox --clients 50 --agents-per-client 10 --days 10 --calls-per-agent-per-day 20 bench
 
-bench-webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
+bench-backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make backfill START=2026-01-01 END=2026-01-07
+	$(BIN)/python -m dagster_project.backfill --start $(START) --end $(END)
+
+webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
 	$(BIN)/python -m benchmarks.webhook_throughput
 
 bench-collection: $(STAMP)  ## first collection run against a second one with nothing new

@@ -7,6 +7,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
+from dagster_project.partitions import today_partition_key
 from dagster_project.warehouse import Warehouse, resolve_warehouse
 from sandbox.config import SandboxConfig
 from sandbox.totals import expected_totals
@@ -26,7 +27,8 @@ def run_pipeline() -> bool:
 
     from dagster_project.definitions import defs
 
-    result = defs.resolve_job_def("usage_pipeline").execute_in_process(instance=DagsterInstance.get())
+    result = defs.resolve_job_def("usage_pipeline").execute_in_process(
+        instance=DagsterInstance.get(), partition_key=today_partition_key())
     return result.success
 
 

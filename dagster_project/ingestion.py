@@ -11,6 +11,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from dagster_project.collector_state import record_failure, record_success
 from dagster_project.local_env import ensure_provider_config
+from dagster_project.partitions import backfill_days, daily_partitions, single_run
 from dagster_project.raw_indexes import ensure_raw_indexes
 from dagster_project.resources import WarehouseResource
 from dagster_project.warehouse import LOCAL_DIR
@@ -68,25 +69,34 @@ def _run(context: AssetExecutionContext, dlt_resource: DagsterDltResource, wareh
     context.log.info(f"{name}: {loaded} rows collected" + (f"; created indexes {created}" if created else ""))
 
 
+PARTITIONED = {"partitions_def": daily_partitions, "backfill_policy": single_run}
+
+
+def _backfill(context: AssetExecutionContext) -> dict:
+    """backfill_start/backfill_end for a past partition range; nothing for today's regular run."""
+    days = backfill_days(context)
+    return {"backfill_start": days[0], "backfill_end": days[1]} if days else {}
+
+
 @dlt_assets(dlt_source=retell_source(workspaces=[]), dlt_pipeline=_template_pipeline("retell"),
-            name="retell", dagster_dlt_translator=RawTranslator())
+            name="retell", dagster_dlt_translator=RawTranslator(), **PARTITIONED)
 def retell_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
-    yield from _run(context, dlt, warehouse, "retell", retell_source())
+    yield from _run(context, dlt, warehouse, "retell", retell_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=twilio_source(accounts=[]), dlt_pipeline=_template_pipeline("twilio"),
-            name="twilio", dagster_dlt_translator=RawTranslator())
+            name="twilio", dagster_dlt_translator=RawTranslator(), **PARTITIONED)
 def twilio_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
-    yield from _run(context, dlt, warehouse, "twilio", twilio_source())
+    yield from _run(context, dlt, warehouse, "twilio", twilio_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=openrouter_source(accounts=[]), dlt_pipeline=_template_pipeline("openrouter"),
-            name="openrouter", dagster_dlt_translator=RawTranslator())
+            name="openrouter", dagster_dlt_translator=RawTranslator(), **PARTITIONED)
 def openrouter_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
-    yield from _run(context, dlt, warehouse, "openrouter", openrouter_source())
+    yield from _run(context, dlt, warehouse, "openrouter", openrouter_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=directory_source(path="unused-at-definition-time", sql_url=None),

@@ -14,6 +14,7 @@ from dagster import (
     sensor,
 )
 
+from dagster_project.partitions import daily_partitions, today_partition_key
 from dagster_project.resources import WarehouseResource
 from dagster_project.transformation import billing_dbt_models
 from webhooks.landing import TABLES, ensure_landing_tables
@@ -29,6 +30,7 @@ webhook_landing_assets = [
 webhook_refresh_job = define_asset_job(
     "webhook_refresh",
     selection=AssetSelection.assets(billing_dbt_models),
+    partitions_def=daily_partitions,
     description="Rebuild the dbt models after new webhook deliveries.",
 )
 
@@ -56,7 +58,7 @@ def webhook_deliveries_sensor(context: SensorEvaluationContext, warehouse: Wareh
         return SkipReason("no new webhook deliveries")
     newest = max(received for _, received in found.values())
     return SensorResult(
-        run_requests=[RunRequest(run_key=f"webhooks-{newest}")],
+        run_requests=[RunRequest(run_key=f"webhooks-{newest}", partition_key=today_partition_key())],
         asset_events=[AssetMaterialization(WEBHOOK_TABLES[provider], metadata={"new_deliveries": count})
                       for provider, (count, _) in found.items()],
         cursor=newest,

@@ -1,6 +1,7 @@
 """dbt assets: staging, intermediate and marts, wired to the raw dlt assets through dbt sources."""
 
 
+import json
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from typing import Any
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from dagster_project.partitions import backfill_days, daily_partitions, single_run
 from dagster_project.resources import WarehouseResource
 from dagster_project.warehouse import PROJECT_ROOT
 from webhooks.landing import ensure_landing_tables
@@ -27,9 +29,13 @@ def prepare_manifest() -> Path:
     return dbt_project.manifest_path
 
 
-def dbt_build_args() -> list[str]:
-    """`dbt build` for production runs: unit tests belong to the test suite."""
-    return ["build", "--exclude", "test_type:unit"]
+def dbt_build_args(backfill: tuple[str, str] | None = None) -> list[str]:
+    """`dbt build` for production runs (unit tests belong to the test suite); a backfill passes its
+    days [start, end) so the daily aggregates recompute them."""
+    args = ["build", "--exclude", "test_type:unit"]
+    if backfill:
+        args += ["--vars", json.dumps({"backfill_start": backfill[0], "backfill_end": backfill[1]})]
+    return args
 
 
 class LayerTranslator(DagsterDbtTranslator):
@@ -40,8 +46,9 @@ class LayerTranslator(DagsterDbtTranslator):
         return fqn[1] if dbt_resource_props["resource_type"] == "model" and len(fqn) > 2 else None
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=LayerTranslator())
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=LayerTranslator(),
+            partitions_def=daily_partitions, backfill_policy=single_run)
 def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     with warehouse.warehouse.connect() as connection:
         ensure_landing_tables(connection)  # the webhook sources exist before the receiver's first delivery
-    yield from dbt.cli(dbt_build_args(), context=context).stream()
+    yield from dbt.cli(dbt_build_args(backfill_days(context)), context=context).stream()

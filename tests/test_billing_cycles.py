@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from dagster import DagsterInstance
 
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
-from tests.conftest import SMALL, pipeline_environment
+from tests.conftest import SMALL, pipeline_environment, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +37,8 @@ def _build(warehouse, as_of: datetime) -> None:
 def closed(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("cycles")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
-        from dagster_project.definitions import defs
 
-        assert defs.resolve_job_def("usage_pipeline").execute_in_process(instance=DagsterInstance.ephemeral()).success
+        assert run_job("usage_pipeline").success
     as_of = datetime.now(UTC) + timedelta(days=70)  # every cycle holding the generated days has closed
     _build(warehouse, as_of)
     frozen = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")

@@ -17,7 +17,7 @@ from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
 from sandbox.totals import expected_totals
 from sandbox.usage import client_day
-from tests.conftest import SMALL, pipeline_environment
+from tests.conftest import SMALL, pipeline_environment, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +47,14 @@ def settled(database_factory, sandbox_server, tmp_path_factory):
     leg_pending = client_day(SMALL, 0, SMALL.end_date).twilio_calls[0]["sid"]
     leg_stable = client_day(SMALL, 0, SMALL.end_date - timedelta(days=1)).twilio_calls[0]["sid"]
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
-        from dagster_project.definitions import defs
-
-        job = defs.resolve_job_def("usage_pipeline")
         instance = DagsterInstance.ephemeral()
         requests.post(control, json={"days": 1}, timeout=5)
         try:
-            assert job.execute_in_process(instance=instance).success
+            assert run_job("usage_pipeline", instance).success
         finally:
             requests.delete(control, timeout=5)
         before = {sid: _event(warehouse, sid, "voice_minutes") for sid in (leg_pending, leg_stable)}
-        assert job.execute_in_process(instance=instance).success
+        assert run_job("usage_pipeline", instance).success
         after = {sid: _event(warehouse, sid, "voice_minutes") for sid in (leg_pending, leg_stable)}
     return {"warehouse": warehouse, "before": before, "after": after, "pending": leg_pending,
             "stable": leg_stable, "tmp": tmp_path_factory.mktemp("dbt_target")}

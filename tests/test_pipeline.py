@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
 from sandbox.totals import expected_totals, iter_records
-from tests.conftest import SMALL, pipeline_environment
+from tests.conftest import SMALL, pipeline_environment, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,10 @@ def pipeline(database_factory, sandbox_server, tmp_path_factory):
     """Two runs of the usage_pipeline job into a fresh database; yields the warehouse and run results."""
     warehouse = database_factory("pipeline")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
-        from dagster_project.definitions import defs
-
-        job = defs.resolve_job_def("usage_pipeline")
         instance = DagsterInstance.ephemeral()
-        first = job.execute_in_process(instance=instance)
+        first = run_job("usage_pipeline", instance)
         after_first = (_raw_counts(warehouse), _canonical_totals(warehouse))
-        second = job.execute_in_process(instance=instance)
+        second = run_job("usage_pipeline", instance)
         yield {"warehouse": warehouse, "first": first, "second": second, "after_first": after_first}
 
 

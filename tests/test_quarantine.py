@@ -9,13 +9,12 @@ from decimal import Decimal
 
 import pytest
 import uvicorn
-from dagster import DagsterInstance
 
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 from sandbox.totals import iter_records, record_cost_usd
 from sandbox.webhook_sender import send_webhooks
-from tests.conftest import pipeline_environment
+from tests.conftest import pipeline_environment, run_job
 from webhooks.app import create_app
 from webhooks.settings import WebhookSettings
 
@@ -48,11 +47,10 @@ def damaged_run(database_factory, tmp_path_factory):
     base = f"http://127.0.0.1:{receiver.servers[0].sockets[0].getsockname()[1]}"
     try:
         with pipeline_environment(warehouse, sandbox, tmp_path_factory.mktemp("dir") / "directory.yaml"):
-            from dagster_project.definitions import defs
 
             deliveries = [send_webhooks(DAMAGED, DAMAGED.end_date, f"{base}/webhooks/retell",
                                         f"{base}/webhooks/twilio") for _ in range(2)]  # every delivery twice
-            result = defs.resolve_job_def("usage_pipeline").execute_in_process(instance=DagsterInstance.ephemeral())
+            result = run_job("usage_pipeline")
     finally:
         receiver.should_exit = True
         thread.join(5)

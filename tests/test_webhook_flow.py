@@ -18,7 +18,7 @@ from sandbox.agency import clients
 from sandbox.totals import expected_totals
 from sandbox.usage import client_day
 from sandbox.webhook_sender import send_webhooks
-from tests.conftest import SMALL, pipeline_environment
+from tests.conftest import SMALL, pipeline_environment, run_job
 from webhooks.app import create_app
 from webhooks.settings import WebhookSettings
 from webhooks.signatures import retell_signature, twilio_signature
@@ -50,7 +50,7 @@ def flow(database_factory, sandbox_server, tmp_path_factory):
         from dagster_project.definitions import defs
 
         instance = DagsterInstance.ephemeral()
-        assert defs.resolve_job_def("usage_pipeline").execute_in_process(instance=instance).success
+        assert run_job("usage_pipeline", instance).success
 
         statuses = send_webhooks(SMALL, SMALL.end_date, f"{base}/webhooks/retell", f"{base}/webhooks/twilio")
         agent = clients(SMALL)[1].agents[0]
@@ -73,7 +73,7 @@ def flow(database_factory, sandbox_server, tmp_path_factory):
             first = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
             context.update_cursor(first.cursor)
             second = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
-        refresh = defs.resolve_job_def("webhook_refresh").execute_in_process(instance=instance)
+        refresh = run_job("webhook_refresh", instance)
     server.should_exit = True
     thread.join(5)
     yield {"warehouse": warehouse, "statuses": statuses, "sensor": (first, second), "refresh": refresh}

@@ -96,15 +96,22 @@
     {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {% endmacro %}
 
-{# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric gone). #}
+{# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
+   gone). Their days are recorded in ops.usage_event_removals so fct_daily_usage rebuilds them. #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    delete from {{ this }}
-    where ({{ changed }})
-      and usage_event_id not in (
-          select md5(idempotency_key) from {{ ref('int_usage_events__checked') }}
-          where quarantine_reason is null and ({{ changed }})
-      )
+    {%- do run_query("create table if not exists ops.usage_event_removals "
+                     ~ "(usage_date date not null, removed_at timestamptz not null default clock_timestamp())") -%}
+    with removed as (
+        delete from {{ this }}
+        where ({{ changed }})
+          and usage_event_id not in (
+              select md5(idempotency_key) from {{ ref('int_usage_events__checked') }}
+              where quarantine_reason is null and ({{ changed }})
+          )
+        returning usage_date
+    )
+    insert into ops.usage_event_removals (usage_date) select distinct usage_date from removed
 {% endmacro %}
 
 {# Last post-hook: what this build read is now processed. #}

@@ -10,6 +10,7 @@ import dlt
 from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, record_success
+from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import ProviderClient
 from dlt_sources.openrouter.helpers import iter_keys
 from dlt_sources.openrouter.settings import (
@@ -30,13 +31,17 @@ def openrouter_source(
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
     max_attempts: int = 8,
     backoff_seconds: float = 0.5,
+    backfill_start: str | None = None,
+    backfill_end: str | None = None,
 ) -> Sequence[DltResource]:
-    """`accounts`: [{"name": "agency", "management_key": "sk-or-v1-..."}, ...]."""
+    """`accounts`: [{"name": "agency", "management_key": "sk-or-v1-..."}, ...]; `backfill_*`: UTC days
+    [start, end) to collect again (only the last 30 days exist)."""
     http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
     clients = [ProviderClient("openrouter", base_url, account=a["name"],
                               headers={"Authorization": f"Bearer {a['management_key']}"}, **http)
                for a in accounts]
-    return [keys(clients), activity(clients, lookback_days), credits(clients)]
+    return [keys(clients), activity(clients, lookback_days, Backfill.of(backfill_start, backfill_end)),
+            credits(clients)]
 
 
 @dlt.resource(write_disposition="merge", primary_key="hash",
@@ -52,8 +57,9 @@ def missed_days(last_day: date | None, oldest_available: date) -> int:
 
 
 @dlt.resource(write_disposition="merge", primary_key=("date", "api_key_hash", "model_permaslug", "endpoint_id"))
-def activity(clients: list[ProviderClient], lookback_days: int) -> Iterator[list[dict]]:
-    """Each key's completed days since its last loaded day, minus the look-back window.
+def activity(clients: list[ProviderClient], lookback_days: int, backfill: Backfill | None) -> Iterator[list[dict]]:
+    """Each key's completed days since its last loaded day, minus the look-back window (or the
+    backfill's days, leaving the cursor alone).
 
     /activity reaches 30 completed days back only. Days lost beyond that cannot be recovered:
     they are logged as an error and kept as a warning in the key's collector state.
@@ -63,11 +69,17 @@ def activity(clients: list[ProviderClient], lookback_days: int) -> Iterator[list
     for client in clients:
         for key in iter_keys(client):
             account = f"{client.account}/{key['hash'][:12]}"
-            last_day = account_state(account).get("cursor")
-            last_day = date.fromisoformat(last_day) if last_day else None
+            cursor = account_state(account).get("cursor")
+            last_day = date.fromisoformat(cursor) if cursor else None
             start = max(oldest_available, last_day - timedelta(days=lookback_days)) if last_day else oldest_available
+            end = today
             lost = missed_days(last_day, oldest_available)
             warning = None
+            if backfill:
+                start, end, lost = backfill.start, backfill.end, 0
+                if backfill.start < oldest_available:
+                    warning = f"/activity has no data before {oldest_available}: {backfill.start} .. was not collected"
+                    logger.error("openrouter key %s (%s): %s", key.get("name"), account, warning)
             if lost:
                 warning = (f"{lost} day(s) of activity after {last_day} are older than 30 days and were not "
                            f"collected: {last_day + timedelta(days=1)} .. {oldest_available - timedelta(days=1)}")
@@ -75,9 +87,10 @@ def activity(clients: list[ProviderClient], lookback_days: int) -> Iterator[list
             before = client.stats.snapshot()
             rows = client.get("/activity", params={"api_key_hash": key["hash"]})["data"]
             page = [{**row, "api_key_hash": key["hash"], "account": client.account}
-                    for row in rows if date.fromisoformat(row["date"]) >= start]
+                    for row in rows if start <= date.fromisoformat(row["date"]) < end]
             yield page
-            record_success(account, yesterday.isoformat(), len(page), client.stats.since(before), warning=warning)
+            record_success(account, cursor if backfill else yesterday.isoformat(), len(page),
+                           client.stats.since(before), warning=warning)
 
 
 @dlt.resource(write_disposition="append")

@@ -9,6 +9,7 @@ import dlt
 from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, counted, record_success
+from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import ProviderClient
 from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.retell.helpers import iter_call_pages
@@ -30,15 +31,17 @@ def retell_source(
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
     max_attempts: int = 8,
     backoff_seconds: float = 0.5,
+    backfill_start: str | None = None,
+    backfill_end: str | None = None,
 ) -> Sequence[DltResource]:
-    """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]."""
+    """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]; `backfill_*`: days to re-collect."""
     http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
     clients = [
         (w["name"], ProviderClient("retell", base_url, account=w["name"],
                                    headers={"Authorization": f"Bearer {w['api_key']}"}, **http))
         for w in workspaces
     ]
-    return [calls(clients, lookback_hours, initial_days)]
+    return [calls(clients, lookback_hours, initial_days, Backfill.of(backfill_start, backfill_end))]
 
 
 @dlt.resource(
@@ -46,19 +49,25 @@ def retell_source(
     primary_key="call_id",
     columns={name: {"data_type": "json"} for name in JSON_COLUMNS},
 )
-def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initial_days: int) -> Iterator[list[dict]]:
-    """Every call of each workspace that started since its cursor minus the look-back window.
+def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initial_days: int,
+          backfill: Backfill | None) -> Iterator[list[dict]]:
+    """Every call of each workspace that started since its cursor minus the look-back window, or in
+    the backfill window.
 
     The cursor is the time the previous successful run started; it is saved with the load, so a
-    failed or killed run leaves it where it was.
+    failed or killed run leaves it where it was. A backfill does not move it.
     """
     for name, client in clients:
         run_started_ms = int(time.time() * 1000)
-        previous = account_state(name).get("cursor", run_started_ms - initial_days * 86_400_000)
-        start_ms = previous - lookback_hours * 3_600_000
+        previous = account_state(name).get("cursor")
+        if backfill:
+            start_ms, end_ms, cursor = backfill.start_ms, backfill.end_ms, previous
+        else:
+            start_ms = (previous or run_started_ms - initial_days * 86_400_000) - lookback_hours * 3_600_000
+            end_ms, cursor = None, run_started_ms
         before, rows = client.stats.snapshot(), [0]
-        for page in counted(iter_call_pages(client, start_ms), rows):
+        for page in counted(iter_call_pages(client, start_ms, end_ms), rows):
             for call in page:
                 call["workspace"] = name
             yield from quarantine_missing_key(page, "call_id", "calls", name)
-        record_success(name, run_started_ms, rows[0], client.stats.since(before))
+        record_success(name, cursor, rows[0], client.stats.since(before))

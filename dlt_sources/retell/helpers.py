@@ -8,10 +8,13 @@ from dlt_sources.http_client import ProviderClient
 from dlt_sources.retell.settings import LIST_CALLS_PATH, PAGE_SIZE
 
 
-def iter_call_pages(client: ProviderClient, start_ms: int, page_size: int = PAGE_SIZE) -> Iterator[list[dict]]:
-    """Pages of calls that started at or after `start_ms`, oldest first."""
+def iter_call_pages(client: ProviderClient, start_ms: int, end_ms: int | None = None,
+                    page_size: int = PAGE_SIZE) -> Iterator[list[dict]]:
+    """Pages of calls that started at or after `start_ms` (and before `end_ms`), oldest first."""
+    started = ({"op": "ge", "type": "number", "value": start_ms} if end_ms is None
+               else {"op": "bt", "type": "range", "value": [start_ms, end_ms - 1]})
     body: dict = {
-        "filter_criteria": {"start_timestamp": {"op": "ge", "type": "number", "value": start_ms}},
+        "filter_criteria": {"start_timestamp": started},
         "sort_order": "ascending",
         "limit": page_size,
     }

@@ -9,6 +9,7 @@ import dlt
 from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, counted, record_success
+from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import ProviderClient
 from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.twilio.helpers import account_sids, iter_pages
@@ -37,8 +38,11 @@ def twilio_source(
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
     max_attempts: int = 8,
     backoff_seconds: float = 0.5,
+    backfill_start: str | None = None,
+    backfill_end: str | None = None,
 ) -> Sequence[DltResource]:
-    """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...]."""
+    """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
+    `backfill_*`: UTC days [start, end) to collect again."""
     http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds,
             "max_concurrency": MAX_CONCURRENCY}
     clients = [
@@ -47,7 +51,7 @@ def twilio_source(
          a.get("include_subaccounts", True))
         for a in accounts
     ]
-    window = _Window(lookback_days, initial_days)
+    window = _Window(lookback_days, initial_days, Backfill.of(backfill_start, backfill_end))
     return [
         calls(clients, window),
         messages(clients, window),
@@ -56,18 +60,25 @@ def twilio_source(
 
 
 class _Window:
-    """Day-granular windows: from the day an account's last successful run started, minus the look-back."""
+    """Day-granular windows [start, end): from the day an account's last successful run started, minus
+    the look-back, until tomorrow; or exactly the backfill's days, leaving the cursor alone."""
 
-    def __init__(self, lookback_days: int, initial_days: int):
+    def __init__(self, lookback_days: int, initial_days: int, backfill: Backfill | None):
         self.lookback_days = lookback_days
         self.initial_days = initial_days
+        self.backfill = backfill
         self.today = datetime.now(UTC).date()
 
-    def start(self, account_sid: str) -> date:
+    def days(self, account_sid: str) -> tuple[date, date]:
+        if self.backfill:
+            return self.backfill.start, self.backfill.end
         previous = account_state(account_sid).get("cursor")
         if previous is None:
-            return self.today - timedelta(days=self.initial_days)
-        return date.fromisoformat(previous) - timedelta(days=self.lookback_days)
+            return self.today - timedelta(days=self.initial_days), self.today + timedelta(days=1)
+        return date.fromisoformat(previous) - timedelta(days=self.lookback_days), self.today + timedelta(days=1)
+
+    def cursor_after(self, account_sid: str) -> str | None:
+        return account_state(account_sid).get("cursor") if self.backfill else self.today.isoformat()
 
 
 def _collect(clients, window: _Window, path: str, items_key: str, params_for) -> Iterator[list[dict]]:
@@ -76,13 +87,13 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for) ->
         before = client.stats.snapshot()  # listing subaccounts counts toward the master account
         for sid in account_sids(client, client.account, include_subaccounts):
             rows = [0]
-            start = window.start(sid)
-            for page in counted(iter_pages(client, path.format(sid=sid), items_key, params_for(start)), rows):
+            params = params_for(*window.days(sid))
+            for page in counted(iter_pages(client, path.format(sid=sid), items_key, params), rows):
                 if items_key == "usage_records":
                     yield page
                 else:
                     yield from quarantine_missing_key(page, "sid", items_key, sid)
-            record_success(sid, window.today.isoformat(), rows[0], client.stats.since(before))
+            record_success(sid, window.cursor_after(sid), rows[0], client.stats.since(before))
             before = client.stats.snapshot()
 
 
@@ -90,7 +101,7 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for) ->
               columns=_hints("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time"))
 def calls(clients, window: _Window) -> Iterator[list[dict]]:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Calls.json", "calls",
-                        lambda start: {"StartTime>": start.isoformat()})
+                        lambda start, end: {"StartTime>": start.isoformat(), "StartTime<": end.isoformat()})
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",
@@ -98,7 +109,7 @@ def calls(clients, window: _Window) -> Iterator[list[dict]]:
                              "error_message", error_code="bigint"))
 def messages(clients, window: _Window) -> Iterator[list[dict]]:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", "messages",
-                        lambda start: {"DateSent>": start.isoformat()})
+                        lambda start, end: {"DateSent>": start.isoformat(), "DateSent<": end.isoformat()})
 
 
 @dlt.resource(write_disposition="merge", primary_key=("account_sid", "category", "start_date", "end_date"),
@@ -106,6 +117,6 @@ def messages(clients, window: _Window) -> Iterator[list[dict]]:
 def usage_records(clients, window: _Window) -> Iterator[list[dict]]:
     """Daily records per account; subaccounts are excluded here because they are listed on their own."""
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Usage/Records/Daily.json",
-                        "usage_records", lambda start: {"StartDate": start.isoformat(),
-                                                        "EndDate": window.today.isoformat(),
-                                                        "IncludeSubaccounts": "false"})
+                        "usage_records", lambda start, end: {"StartDate": start.isoformat(),
+                                                             "EndDate": (end - timedelta(days=1)).isoformat(),
+                                                             "IncludeSubaccounts": "false"})

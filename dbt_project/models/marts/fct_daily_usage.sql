@@ -1,4 +1,17 @@
-{# UTC day x client x agent x provider x metric. #}
+{# UTC day x client x agent x provider x metric. Incremental by day: a build rebuilds only the days
+   whose events changed (or were removed) since the last one, and a backfill's days. #}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ clear_usage_days() }}",
+    indexes=[{'columns': ['usage_date']}, {'columns': ['client_id', 'usage_date']}],
+) }}
+
+{% set observed_through %}
+    (select max(last_observed_at) from {{ ref('fct_usage_events') }})
+{% endset %}
+
 select
     usage_date,
     client_id,
@@ -8,7 +21,9 @@ select
     unit,
     sum(quantity) as quantity,
     sum(cost_usd) as cost_usd,
-    count(*) as event_count
+    count(*) as event_count,
+    {{ observed_through }} as observed_through
 
 from {{ ref('fct_usage_events') }}
+where {{ usage_days_to_rebuild() }}
 group by usage_date, client_id, agent_id, provider, metric, unit

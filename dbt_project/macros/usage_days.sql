@@ -1,0 +1,28 @@
+{# The UTC days fct_daily_usage must rebuild, as a condition on usage_date: days with events observed
+   since its last build, days that lost events since then, and a backfill's days [start, end).
+   `true` on a first build. #}
+{% macro usage_days_to_rebuild() %}
+    {%- if not execute or not is_incremental() -%}{{ return('true') }}{%- endif -%}
+    {%- set since = run_query("select coalesce(max(observed_through)::text, '-infinity') from " ~ this)
+                      .columns[0].values()[0] -%}
+    {%- set conditions = [
+        "usage_date in (select usage_date from " ~ ref('fct_usage_events')
+            ~ " where last_observed_at > '" ~ since ~ "'::timestamptz)",
+        "usage_date in (select usage_date from ops.usage_event_removals where removed_at > '"
+            ~ since ~ "'::timestamptz)",
+    ] -%}
+    {%- if var('backfill_start', none) -%}
+        {%- do conditions.append("usage_date >= '" ~ var('backfill_start') ~ "'::date and usage_date < '"
+                                 ~ var('backfill_end') ~ "'::date") -%}
+    {%- endif -%}
+    {{ return('(' ~ conditions | join(' or ') ~ ')') }}
+{% endmacro %}
+
+{# Pre-hook of fct_daily_usage: clear the days about to be rebuilt (a day may now have no rows). #}
+{% macro clear_usage_days() %}
+    {%- if is_incremental() -%}
+    delete from {{ this }} where {{ usage_days_to_rebuild() }}
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{% endmacro %}
