@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection stop clean
+.PHONY: install manifest demo dev backfill retention webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection stop clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ dev: $(MANIFEST)  ## the Dagster UI on the same setup, http://127.0.0.1:3000
 backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make backfill START=2026-01-01 END=2026-01-07
 	$(BIN)/python -m dagster_project.backfill --start $(START) --end $(END)
 
+retention: $(STAMP)  ## purge detailed events of closed, reconciled cycles older than 13 months (DRY_RUN=1 to preview)
+	$(BIN)/python -m dagster_project.retention $(if $(DRY_RUN),--dry-run)
+
 webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
 	$(BIN)/python -m webhooks
 
@@ -49,6 +52,9 @@ bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 
 bench-backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make backfill START=2026-01-01 END=2026-01-07
 	$(BIN)/python -m dagster_project.backfill --start $(START) --end $(END)
+
+retention: $(STAMP)  ## purge detailed events of closed, reconciled cycles older than 13 months (DRY_RUN=1 to preview)
+	$(BIN)/python -m dagster_project.retention $(if $(DRY_RUN),--dry-run)
 
 webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
 	$(BIN)/python -m benchmarks.webhook_throughput

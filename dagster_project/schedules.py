@@ -15,7 +15,7 @@ from dagster_project.partitions import daily_partitions
 
 usage_pipeline_job = define_asset_job(
     "usage_pipeline",
-    selection=AssetSelection.all().materializable(),
+    selection=AssetSelection.all().materializable() - AssetSelection.assets("usage_retention"),
     partitions_def=daily_partitions,
     description="Collect from every provider, then rebuild the dbt models. Today's partition follows the "
                 "collectors' cursors; any other partition range re-collects exactly those days.",

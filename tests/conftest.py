@@ -70,11 +70,12 @@ def pipeline_environment(warehouse: Warehouse, sandbox, directory_path: Path):
 
 
 def run_job(name: str, instance=None, partition_key: str | None = None):
-    """Run a job of the definitions in process, on today's partition unless told otherwise."""
+    """Run a job of the definitions in process; partitioned jobs on today's partition unless told otherwise."""
     from dagster import DagsterInstance
 
     from dagster_project.definitions import defs
     from dagster_project.partitions import today_partition_key
 
-    return defs.resolve_job_def(name).execute_in_process(
-        instance=instance or DagsterInstance.ephemeral(), partition_key=partition_key or today_partition_key())
+    job = defs.resolve_job_def(name)
+    partition = (partition_key or today_partition_key()) if job.partitions_def else None
+    return job.execute_in_process(instance=instance or DagsterInstance.ephemeral(), partition_key=partition)

@@ -1,13 +1,17 @@
 {# Accounting identity: the daily rollup holds exactly the events' quantity, cost and count. #}
 {% test daily_usage_reconciles_with_events(model) %}
 
+{# Days before the retention horizon keep their aggregates while their events are purged. #}
 with daily as (
-    select sum(cost_usd) as cost_usd, sum(quantity) as quantity, sum(event_count) as events from {{ model }}
+    select sum(cost_usd) as cost_usd, sum(quantity) as quantity, coalesce(sum(event_count), 0) as events
+    from {{ model }}
+    where usage_date > ({{ retention_horizon() }} at time zone 'UTC')::date
 ),
 
 events as (
     select sum(cost_usd) as cost_usd, sum(quantity) as quantity, count(*) as events
     from {{ ref('fct_usage_events') }}
+    where usage_date > ({{ retention_horizon() }} at time zone 'UTC')::date
 )
 
 select *

@@ -8,18 +8,21 @@ with in_cycles as (
         and events.occurred_at >= cycles.cycle_start
         and events.occurred_at < cycles.cycle_end
     where cycles.cycle_start < {{ billing_as_of() }}
+      and cycles.cycle_id not in (select cycle_id from ops.retention_purges)
 
 ),
 
 aggregated as (
 
     select sum(quantity) as quantity, sum(cost_usd) as cost_usd from {{ ref('fct_cycle_usage') }}
+    where cycle_id not in (select cycle_id from ops.retention_purges)
 
 ),
 
 adjusted as (
 
     select sum(delta_quantity) as quantity, sum(delta_cost_usd) as cost_usd from {{ ref('fct_cycle_adjustments') }}
+    where cycle_id not in (select cycle_id from ops.retention_purges)
 
 )
 

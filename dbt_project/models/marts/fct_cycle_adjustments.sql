@@ -7,6 +7,7 @@ with closed as (
 
     select * from {{ ref('fct_cycle_usage') }}
     where cycle_status = 'closed'
+      and cycle_id not in (select cycle_id from ops.retention_purges)  -- their events are gone on purpose
 
 ),
 

@@ -1,0 +1,55 @@
+"""The retention asset and its schedule (02:30 UTC, after the daily rollup)."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    DefaultScheduleStatus,
+    MaterializeResult,
+    ScheduleDefinition,
+    asset,
+    define_asset_job,
+)
+
+from dagster_project.resources import WarehouseResource
+from dagster_project.retention import DEFAULT_MONTHS, default_cutoff, run_retention
+from dagster_project.transformation import billing_dbt_models
+
+
+class RetentionConfig(Config):
+    months: int = DEFAULT_MONTHS
+    dry_run: bool = False
+
+
+@asset(
+    deps=[billing_dbt_models],
+    group_name="ops",
+    kinds={"postgres"},
+    check_specs=[AssetCheckSpec("every_expired_cycle_reconciles", asset="usage_retention")],
+    description="Purges detailed events of closed, reconciled cycles older than the retention period.",
+)
+def usage_retention(context: AssetExecutionContext, config: RetentionConfig, warehouse: WarehouseResource):
+    report = run_retention(warehouse.warehouse, default_cutoff(config.months), config.dry_run)
+    for line in report.lines():
+        (context.log.error if "REFUSED" in line else context.log.info)(line)
+    yield MaterializeResult(metadata={
+        "cutoff": report.cutoff.isoformat(),
+        "dry_run": report.dry_run,
+        "cycles_purged": len(report.purge),
+        "cycles_refused": len(report.refused),
+        "rows_deleted": sum(report.rows_deleted.values()),
+    })
+    yield AssetCheckResult(
+        check_name="every_expired_cycle_reconciles",
+        passed=not report.refused,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"refused": "; ".join(f"{c.client_id} {c.cycle_start:%Y-%m-%d}: {', '.join(c.refusals)}"
+                                       for c in report.refused) or "none"},
+    )
+
+
+retention_job = define_asset_job("retention", selection=[usage_retention])
+retention_schedule = ScheduleDefinition(job=retention_job, cron_schedule="30 2 * * *", execution_timezone="UTC",
+                                        default_status=DefaultScheduleStatus.RUNNING)

@@ -1,0 +1,100 @@
+"""Retention purges detailed events of closed, reconciled cycles only; aggregates stay; a dry run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from dagster import DagsterInstance
+
+from dagster_project.retention import run_retention
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from tests.conftest import pipeline_environment, run_job
+
+pytestmark = pytest.mark.integration
+AS_OF = datetime.now(UTC) + timedelta(days=70)  # the generated days' cycles are all closed by then
+CUTOFF = datetime.now(UTC) + timedelta(days=40)  # and they all ended before this
+
+
+def _query(warehouse, sql: str, params=None) -> list[tuple]:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _build(warehouse, as_of: datetime) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DBT_EXECUTABLE, "build", "--exclude", "test_type:unit", "--vars", json.dumps({"as_of": as_of.isoformat()}),
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
+
+
+def _counts(warehouse) -> dict:
+    return {
+        "events": dict(_query(warehouse, "select client_id, count(*) from marts.fct_usage_events group by 1")),
+        "raw_calls": _query(warehouse, "select count(*) from raw_retell.calls")[0][0],
+        "cycles": _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id"),
+    }
+
+
+@pytest.fixture(scope="module")
+def retained(database_factory, sandbox_server, tmp_path_factory):
+    warehouse = database_factory("retention")
+    with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
+        assert run_job("usage_pipeline").success
+        assert _build(warehouse, AS_OF).returncode == 0
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            # client_002's stored aggregate no longer matches its events: its cycle must not be purged
+            cursor.execute("update marts.fct_cycle_usage set cost_usd = cost_usd + 1 "
+                           "where client_id = 'client_002' and provider = 'retell' and metric = 'voice_seconds'")
+        before = _counts(warehouse)
+        dry = run_retention(warehouse, CUTOFF, dry_run=True)
+        after_dry = _counts(warehouse)
+        applied = run_retention(warehouse, CUTOFF, dry_run=False)
+        after = _counts(warehouse)
+        purged = _query(warehouse, "select client_id from ops.retention_purges order by 1")
+        rebuild = _build(warehouse, AS_OF + timedelta(hours=1))
+        again = run_retention(warehouse, CUTOFF, dry_run=False)
+        asset_run = run_job("retention", DagsterInstance.ephemeral())
+    return {"warehouse": warehouse, "before": before, "dry": dry, "after_dry": after_dry, "applied": applied,
+            "after": after, "purged": purged, "rebuild": rebuild, "again": again, "asset_run": asset_run}
+
+
+def test_a_dry_run_lists_what_would_go_and_changes_nothing(retained):
+    dry = retained["dry"]
+    assert {c.client_id for c in dry.purge} == {"client_001", "client_003"}
+    assert [(c.client_id, c.refusals) for c in dry.refused] == [("client_002", ["does not reconcile"])]
+    assert retained["after_dry"] == retained["before"]
+    assert any(line.startswith("  would purge client_001") for line in dry.lines())
+
+
+def test_only_reconciled_closed_cycles_lose_their_detail(retained):
+    before, after = retained["before"], retained["after"]
+    assert set(after["events"]) == {"client_002"}  # refused: kept whole
+    assert after["events"]["client_002"] == before["events"]["client_002"]
+    assert after["raw_calls"] < before["raw_calls"]
+    assert retained["applied"].rows_deleted["marts.fct_usage_events"] == (
+        before["events"]["client_001"] + before["events"]["client_003"])
+    assert retained["purged"] == [("client_001",), ("client_003",)]
+
+
+def test_cycle_aggregates_and_adjustments_stay(retained):
+    assert retained["after"]["cycles"] == retained["before"]["cycles"]
+    assert retained["rebuild"].returncode == 0, retained["rebuild"].stdout[-3000:]
+    assert _query(retained["warehouse"], "select count(*) from marts.fct_cycle_adjustments "
+                                         "where client_id in ('client_001', 'client_003')") == [(0,)]
+
+
+def test_a_refused_cycle_waits_until_the_ledger_reconciles_it(retained):
+    assert [(c.client_id, c.refusals) for c in retained["applied"].refused] == [
+        ("client_002", ["does not reconcile"])]
+    # The next build books the difference as an adjustment; then the cycle reconciles and may go.
+    adjustments = _query(retained["warehouse"], "select client_id, delta_cost_usd, reason "
+                                                "from marts.fct_cycle_adjustments")
+    assert adjustments == [("client_002", -1, "removed_after_close")]
+    assert [c.client_id for c in retained["again"].purge] == ["client_002"] and not retained["again"].refused
+    checks = {e.check_name: e.passed for e in retained["asset_run"].get_asset_check_evaluations()}
+    assert checks == {"every_expired_cycle_reconciles": True}  # the asset's own cutoff: nothing expired yet
