@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
-from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_project
 from sandbox.agency import clients
 from sandbox.totals import expected_totals, iter_records
 from tests.conftest import SMALL, pipeline_environment, run_job
@@ -53,7 +56,8 @@ def test_runs_succeed_and_materialize_every_asset(pipeline):
     from dagster_project.definitions import defs
 
     materialized = {event.asset_key for event in pipeline["first"].get_asset_materialization_events()}
-    assert materialized == set(defs.resolve_asset_graph().materializable_asset_keys)
+    expected = set(defs.resolve_asset_graph().materializable_asset_keys) - {AssetKey("usage_retention")}
+    assert materialized == expected  # retention runs on its own schedule
 
 
 def test_canonical_totals_equal_what_the_sandbox_generated(pipeline):
@@ -112,7 +116,9 @@ def test_dbt_unit_tests_pass(pipeline):
         capture_output=True, text=True, env={**os.environ, **pipeline["warehouse"].dbt_env()},
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "PASS=10" in result.stdout
+    unit_tests = json.loads(Path(dbt_project.manifest_path).read_text())["unit_tests"]
+    passed = int(re.search(r"PASS=(\d+)", result.stdout).group(1))
+    assert len(unit_tests) >= 10 and passed >= len(unit_tests) and "ERROR=0" in result.stdout
 
 
 def test_collector_state_shows_each_account(pipeline):
