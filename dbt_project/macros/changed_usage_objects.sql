@@ -57,7 +57,9 @@
 
 {# The condition on (provider, object_type, external_id) selecting the objects to recompute. #}
 {% macro changed_usage_objects(overlap_minutes=5, max_keys=200000) %}
-    {%- if not execute or not is_incremental() -%}{{ return('true') }}{%- endif -%}
+    {%- if not execute or not is_incremental() or not has_column(this, 'last_observed_at') -%}
+        {{ return('true') }}
+    {%- endif -%}
     {%- set table = usage_event_watermarks_table() -%}
     {%- set marks = {} -%}
     {%- for row in run_query("select raw_table, processed, pending from " ~ table).rows -%}

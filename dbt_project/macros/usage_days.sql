@@ -2,7 +2,9 @@
    since its last build, days that lost events since then, and a backfill's days [start, end).
    `true` on a first build. #}
 {% macro usage_days_to_rebuild() %}
-    {%- if not execute or not is_incremental() -%}{{ return('true') }}{%- endif -%}
+    {%- if not execute or not is_incremental() or not has_column(this, 'observed_through') -%}
+        {{ return('true') }}
+    {%- endif -%}
     {%- set since = run_query("select coalesce(max(observed_through)::text, '-infinity') from " ~ this)
                       .columns[0].values()[0] -%}
     {%- set conditions = [
