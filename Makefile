@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill retention webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection stop clean
+.PHONY: install manifest demo dev backfill retention webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental stop clean
 
 install: $(STAMP)
 
@@ -50,17 +50,14 @@ lint: $(STAMP)
 bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 	$(BIN)/python -m sandbox --clients 50 --agents-per-client 10 --days 10 --calls-per-agent-per-day 20 bench
 
-bench-backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make backfill START=2026-01-01 END=2026-01-07
-	$(BIN)/python -m dagster_project.backfill --start $(START) --end $(END)
-
-retention: $(STAMP)  ## purge detailed events of closed, reconciled cycles older than 13 months (DRY_RUN=1 to preview)
-	$(BIN)/python -m dagster_project.retention $(if $(DRY_RUN),--dry-run)
-
-webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
+bench-webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
 	$(BIN)/python -m benchmarks.webhook_throughput
 
 bench-collection: $(STAMP)  ## first collection run against a second one with nothing new
 	$(BIN)/python -m benchmarks.collection
+
+bench-incremental: $(MANIFEST)  ## fct_usage_events: full refresh against incremental builds
+	$(BIN)/python -m benchmarks.incremental_build
 
 stop:  ## stop the background sandbox and the embedded PostgreSQL
 	-$(BIN)/python -m dagster_project.local_env stop
