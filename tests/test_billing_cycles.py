@@ -103,3 +103,17 @@ def test_cycles_plus_adjustments_equal_events_to_the_cent(closed):
     assert events == cycles + adjusted
     by_agent = _query(warehouse, "select sum(cost_usd) from marts.fct_cycle_usage_by_agent")[0][0]
     assert by_agent == cycles
+
+
+def test_a_full_refresh_leaves_closed_cycles_and_the_ledger_alone(closed):
+    warehouse = closed["warehouse"]
+    cycles = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
+    ledger = _query(warehouse, "select * from marts.fct_cycle_adjustments order by adjustment_id")
+    result = subprocess.run(
+        [DBT_EXECUTABLE, "run", "--full-refresh", "--select", "fct_cycle_usage", "fct_cycle_adjustments",
+         "--vars", json.dumps({"as_of": (closed["as_of"] + timedelta(hours=3)).isoformat()}),
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id") == cycles
+    assert _query(warehouse, "select * from marts.fct_cycle_adjustments order by adjustment_id") == ledger

@@ -24,13 +24,14 @@
 {%- endmacro %}
 
 {# The frozen cycle aggregate: rows of a cycle and provider are recomputed until they are stored as
-   closed; from then on they are never selected again. #}
+   closed; from then on they are never selected again, and `--full-refresh` does not rebuild them. #}
 {% macro frozen_cycle_usage(grain=[]) -%}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='cycle_usage_id',
     on_schema_change='append_new_columns',
+    full_refresh=false,
 ) }}
 
 with cycles as (

@@ -1,7 +1,8 @@
 {# Append-only ledger of changes to closed cycles: whenever the events of a closed cycle no longer
    sum to its frozen total plus the adjustments already booked, the difference is booked here, with
    the events that changed after close and the cycle it bills into (the client's cycle open now). #}
-{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns') }}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns',
+          full_refresh=false) }}
 
 with closed as (
 
