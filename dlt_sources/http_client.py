@@ -13,6 +13,13 @@ import requests
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_BACKOFF_SECONDS = 0.5
+
+
+def http_options(timeout: float, max_attempts: int, backoff_seconds: float, **extra) -> dict:
+    """ProviderClient keyword arguments from a source's configuration."""
+    return {"timeout": timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds, **extra}
 
 
 class ProviderError(RuntimeError):
@@ -56,7 +63,8 @@ class ProviderClient:
     """A requests session for one provider account. Auth lives in the session, never in messages."""
 
     def __init__(self, provider: str, base_url: str, *, account: str, auth=None, headers: dict | None = None,
-                 timeout: float = 60.0, max_attempts: int = 8, backoff_base: float = 0.5,
+                 timeout: float = 60.0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 backoff_base: float = DEFAULT_BACKOFF_SECONDS,
                  backoff_max: float = 30.0, max_concurrency: int | None = None):
         self.provider = provider
         self.account = account

@@ -11,7 +11,7 @@ from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
-from dlt_sources.http_client import ProviderClient
+from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.openrouter.helpers import iter_keys
 from dlt_sources.openrouter.settings import (
     ACTIVITY_DAYS_AVAILABLE,
@@ -29,14 +29,14 @@ def openrouter_source(
     base_url: str = OPENROUTER_API_BASE,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-    max_attempts: int = 8,
-    backoff_seconds: float = 0.5,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     backfill_start: str | None = None,
     backfill_end: str | None = None,
 ) -> Sequence[DltResource]:
     """`accounts`: [{"name": "agency", "management_key": "sk-or-v1-..."}, ...]; `backfill_*`: UTC days
     [start, end) to collect again (only the last 30 days exist)."""
-    http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
+    http = http_options(request_timeout, max_attempts, backoff_seconds)
     clients = [ProviderClient("openrouter", base_url, account=a["name"],
                               headers={"Authorization": f"Bearer {a['management_key']}"}, **http)
                for a in accounts]

@@ -10,7 +10,7 @@ from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
-from dlt_sources.http_client import ProviderClient
+from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.retell.helpers import iter_call_pages
 from dlt_sources.retell.settings import (
@@ -29,13 +29,13 @@ def retell_source(
     lookback_hours: int = DEFAULT_LOOKBACK_HOURS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-    max_attempts: int = 8,
-    backoff_seconds: float = 0.5,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     backfill_start: str | None = None,
     backfill_end: str | None = None,
 ) -> Sequence[DltResource]:
     """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]; `backfill_*`: days to re-collect."""
-    http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
+    http = http_options(request_timeout, max_attempts, backoff_seconds)
     clients = [
         (w["name"], ProviderClient("retell", base_url, account=w["name"],
                                    headers={"Authorization": f"Bearer {w['api_key']}"}, **http))

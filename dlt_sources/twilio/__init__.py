@@ -10,7 +10,7 @@ from dlt.sources import DltResource
 
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
-from dlt_sources.http_client import ProviderClient
+from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.twilio.helpers import account_sids, iter_pages
 from dlt_sources.twilio.settings import (
@@ -36,15 +36,14 @@ def twilio_source(
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-    max_attempts: int = 8,
-    backoff_seconds: float = 0.5,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     backfill_start: str | None = None,
     backfill_end: str | None = None,
 ) -> Sequence[DltResource]:
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
     `backfill_*`: UTC days [start, end) to collect again."""
-    http = {"timeout": request_timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds,
-            "max_concurrency": MAX_CONCURRENCY}
+    http = http_options(request_timeout, max_attempts, backoff_seconds, max_concurrency=MAX_CONCURRENCY)
     clients = [
         (ProviderClient("twilio", base_url, account=a["account_sid"], auth=(a["account_sid"], a["auth_token"]),
                         **http),
