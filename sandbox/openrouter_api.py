@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 
 from sandbox.agency import clients
-from sandbox.config import SandboxConfig
+from sandbox.config import SandboxConfig, stable_hex
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.usage import openrouter_activity
 
@@ -79,6 +80,11 @@ def _summed_over_keys(rows: list[dict]) -> list[dict]:
     return list(summed.values())
 
 
+def default_workspace_id(config: SandboxConfig) -> str:
+    """The agency's default OpenRouter workspace, which holds every key."""
+    return str(uuid.UUID(stable_hex(config.seed, "openrouter-workspace")))
+
+
 def _key_object(config: SandboxConfig, client) -> dict:
     usage = float(sum(
         (Decimal(str(row["usage"])) for day in config.iter_days()
@@ -105,7 +111,7 @@ def _key_object(config: SandboxConfig, client) -> dict:
         "updated_at": created,
         "expires_at": None,
         "creator_user_id": None,
-        "workspace_id": None,
+        "workspace_id": default_workspace_id(config),  # the SDK requires a string: every key has a workspace
         "external_user": None,
         "last_used_at": f"{config.end_date.isoformat()}T23:59:00Z",
     }

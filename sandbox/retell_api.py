@@ -1,18 +1,22 @@
-"""Retell AI imitation: POST /v3/list-calls, Bearer API key per workspace."""
+"""Retell AI imitation: POST /v3/list-calls and GET /v2/get-call/{call_id}, Bearer API key per workspace."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from sandbox.agency import clients
-from sandbox.config import SandboxConfig
+from sandbox.config import SandboxConfig, stable_hex
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.paging import decode_cursor, encode_cursor, page_through_days
 from sandbox.usage import client_day
 
 MAX_LIMIT = 1000
 SUPPORTED_FILTERS = {"start_timestamp", "agent"}
+GET_CALL = re.compile(r"^/v2/get-call/([^/]+)$")
 
 
 def error(status: int, message: str) -> ApiError:
@@ -105,15 +109,56 @@ def list_calls(config: SandboxConfig, request: Request) -> Response:
         except ValueError as exc:
             raise error(400, str(exc)) from exc
     items, next_cursor = page_through_days(days, calls_of_day, limit, cursor)
-    return Response(200, {
+    page = {
         "items": items,
         "has_more": next_cursor is not None,
         "pagination_key": encode_cursor(*next_cursor) if next_cursor else None,
-        "total": None,
-    })
+    }
+    if body.get("include_total") is True:  # the SDK: `total` is only present when asked for
+        page["total"] = sum(len(calls_of_day(day)) for day in days)
+    return Response(200, page)
+
+
+def generated_call_ids(config: SandboxConfig) -> Iterator[tuple[str, int, date]]:
+    """(call_id, client index, day) of every call the config generates, derived as sandbox.usage derives
+    them, without generating the calls."""
+    for day in config.iter_days():
+        for client in clients(config):
+            for agent in client.agents:
+                for k in range(config.calls_per_agent_per_day):
+                    call_id = "call_" + stable_hex(config.seed, "call", day, client.index, agent.agent_id, k,
+                                                   length=28)
+                    yield call_id, client.index, day
+
+
+@lru_cache(maxsize=4)
+def call_locations(config: SandboxConfig) -> dict[str, tuple[int, date]]:
+    """call_id -> (client index, day): the client-day to generate to find a call by id."""
+    locations: dict[str, tuple[int, date]] = {}
+    where = None
+    for call_id, index, day in generated_call_ids(config):
+        if where != (index, day):
+            where = (index, day)  # one tuple per client-day, shared by its calls
+        locations[call_id] = where
+    return locations
+
+
+def get_call(config: SandboxConfig, request: Request, call_id: str) -> Response:
+    workspace = authenticate(config, request)
+    location = call_locations(config).get(call_id)
+    if location is not None:
+        index, day = location
+        if clients(config)[index].retell_workspace == workspace:
+            for call in client_day(config, index, day).retell_calls:
+                if call.get("call_id") == call_id:
+                    return Response(200, call)
+    raise error(404, "Call not found")
 
 
 def handle(config: SandboxConfig, request: Request) -> Response:
     if request.method == "POST" and request.path == "/v3/list-calls":
         return list_calls(config, request)
+    by_id = GET_CALL.match(request.path)
+    if request.method == "GET" and by_id:
+        return get_call(config, request, by_id.group(1))
     raise error(404, f"no route {request.method} {request.path}")

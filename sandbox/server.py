@@ -3,7 +3,8 @@
     /retell/...       base URL for Retell      (https://api.retellai.com)
     /twilio/...       base URL for Twilio      (https://api.twilio.com)
     /openrouter/...   base URL for OpenRouter  (https://openrouter.ai, so /openrouter/api/v1/...)
-    /_sandbox/...     control: health, config, directory, faults, pending (unsettled prices)
+    /_sandbox/...     control: health, config, directory, faults, pending and settle (unsettled prices,
+                      see sandbox.pending)
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import logging
 import threading
 import time
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +21,7 @@ from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector, FaultRule
 from sandbox.http_types import ApiError, Request, Response
-from sandbox.pending import unsettle
+from sandbox.pending import PendingPrices
 
 logger = logging.getLogger(__name__)
 PROVIDERS = {"retell": retell_api, "twilio": twilio_api, "openrouter": openrouter_api}
@@ -36,7 +36,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.config = config
         self.faults = faults or FaultInjector()
         self.requests_served = 0
-        self.pending_days = 0  # the last N days are served with unsettled prices
+        self.pending = PendingPrices()
         self.in_flight = 0
         self.max_in_flight = 0  # the most provider requests served at once
         self._lock = threading.Lock()
@@ -107,9 +107,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return Response(fault.status, module.error_body(fault.status), headers)
         response = module.handle(self.server.config, request)
-        if self.server.pending_days:
-            since = self.server.config.end_date - timedelta(days=self.server.pending_days - 1)
-            response.body = unsettle(name, response.body, since)
+        if response.status == 200:
+            response.body = self.server.pending.apply(name, response.body, self.server.config)
         return response
 
     def _control(self, request: Request) -> Response:
@@ -127,14 +126,33 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 provider=spec.get("provider", "*"), status=spec.get("status"), remaining=int(spec.get("count", 1)),
                 delay_ms=int(spec.get("delay_ms", 0)), retry_after=spec.get("retry_after")))
             return Response(201, {"status": "added"})
-        if request.path == "/pending":
-            days = int(json.loads(request.body or b"{}").get("days", 1)) if request.method == "POST" else 0
-            self.server.pending_days = days
-            return Response(200, {"pending_days": days})
+        if request.path in ("/pending", "/settle"):
+            return self._pending(request)
         if request.path == "/faults" and request.method == "DELETE":
             self.server.faults.clear()
             return Response(200, {"status": "cleared"})
         return Response(404, {"message": f"unknown control path {request.path}"})
+
+    def _pending(self, request: Request) -> Response:
+        """GET/POST/DELETE /_sandbox/pending and POST /_sandbox/settle (see sandbox.pending)."""
+        pending = self.server.pending
+        if request.path == "/settle" and request.method != "POST":
+            return Response(405, {"message": "use POST /_sandbox/settle"})
+        try:
+            spec = json.loads(request.body or b"{}") if request.method == "POST" else {}
+            ids = spec.get("ids", [])
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError("ids must be a list of strings")
+            if request.path == "/settle":
+                pending.settle(ids, everything=spec.get("all") is True)
+            elif request.method == "POST":
+                days = spec.get("days", None if "ids" in spec else 1)
+                pending.hold(None if days is None else int(days), ids)
+            elif request.method == "DELETE":
+                pending.clear()
+        except (ValueError, TypeError, AttributeError) as exc:
+            return Response(400, {"message": f"bad pending request: {exc}"})
+        return Response(200, pending.report(self.server.config))
 
     def _send(self, response: Response) -> None:
         payload = json.dumps(response.body, separators=(",", ":")).encode()

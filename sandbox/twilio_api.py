@@ -1,20 +1,34 @@
-"""Twilio REST 2010-04-01 imitation: Accounts, Calls, Messages and daily Usage Records, Basic auth."""
+"""Twilio REST 2010-04-01 imitation: Accounts, Calls, Messages and daily Usage Records, Basic auth; one Call
+or Message by sid."""
 
 from __future__ import annotations
 
 import base64
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from sandbox.agency import clients
-from sandbox.config import SandboxConfig
+from sandbox.config import SandboxConfig, stable_hex
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.paging import decode_cursor, encode_cursor, page_through_days
+from sandbox.retell_api import call_locations
 from sandbox.usage import API_VERSION, USAGE_CATEGORIES, USAGE_SUBRESOURCES, client_day, rfc2822, usage_totals
 
 MAX_PAGE_SIZE = 1000
 ROUTE = re.compile(rf"^/{API_VERSION}/Accounts(?:/(AC[0-9a-f]{{32}})/(Calls|Messages|Usage/Records/Daily))?\.json$")
+ONE = re.compile(rf"^/{API_VERSION}/Accounts/(AC[0-9a-f]{{32}})/(Calls|Messages)/([A-Z]{{2}}[0-9a-f]{{32}})\.json$")
+# Subresources of an Account, as Twilio lists them.
+ACCOUNT_SUBRESOURCES = (
+    ("addresses", "Addresses"), ("conferences", "Conferences"), ("signing_keys", "SigningKeys"),
+    ("transcriptions", "Transcriptions"), ("connect_apps", "ConnectApps"), ("sip", "SIP"),
+    ("authorized_connect_apps", "AuthorizedConnectApps"), ("usage", "Usage"), ("keys", "Keys"),
+    ("applications", "Applications"), ("recordings", "Recordings"), ("short_codes", "SMS/ShortCodes"),
+    ("calls", "Calls"), ("notifications", "Notifications"), ("incoming_phone_numbers", "IncomingPhoneNumbers"),
+    ("queues", "Queues"), ("messages", "Messages"), ("outgoing_caller_ids", "OutgoingCallerIds"),
+    ("available_phone_numbers", "AvailablePhoneNumbers"), ("balance", "Balance"),
+)
 
 
 def error(status: int, code: int, message: str) -> ApiError:
@@ -109,11 +123,14 @@ def _subaccount_clients(config: SandboxConfig, account_sid: str, include_subacco
 def _accounts(config: SandboxConfig, request: Request) -> Response:
     created = rfc2822(datetime.combine(config.start_date - timedelta(days=365), datetime.min.time(), UTC))
     master = config.twilio_account_sid
-    accounts = [{"sid": master, "owner_account_sid": master, "friendly_name": "Agency", "status": "active",
-                 "type": "Full", "date_created": created, "date_updated": created}]
-    accounts += [{"sid": c.twilio_subaccount_sid, "owner_account_sid": master, "friendly_name": c.name,
-                  "status": "active", "type": "Full", "date_created": created, "date_updated": created}
-                 for c in clients(config)]
+
+    def account(sid: str, name: str) -> dict:
+        return {"sid": sid, "owner_account_sid": master, "friendly_name": name, "status": "active", "type": "Full",
+                "date_created": created, "date_updated": created, "uri": f"/{API_VERSION}/Accounts/{sid}.json",
+                "subresource_uris": {key: f"/{API_VERSION}/Accounts/{sid}/{resource}.json"
+                                     for key, resource in ACCOUNT_SUBRESOURCES}}
+
+    accounts = [account(master, "Agency")] + [account(c.twilio_subaccount_sid, c.name) for c in clients(config)]
     return Response(200, _envelope(request, "accounts", [config.end_date], lambda _day: accounts, "/Accounts.json"))
 
 
@@ -165,8 +182,42 @@ def _usage_records(config: SandboxConfig, request: Request, account_sid: str, in
     return days, records_of_day
 
 
+def _max_messages_per_agent_day(config: SandboxConfig) -> int:
+    return config.calls_per_agent_per_day // 2 + 1  # sandbox.usage draws randrange(0, calls // 2 + 2)
+
+
+@lru_cache(maxsize=4)
+def sid_locations(config: SandboxConfig) -> dict[str, tuple[int, date]]:
+    """The 32 hex digits of every call and message sid the config can generate -> (client index, day),
+    derived as sandbox.usage derives them, without generating the records."""
+    locations: dict[str, tuple[int, date]] = {}
+    for call_id, where in call_locations(config).items():
+        locations[stable_hex(config.seed, "twilio-call", call_id)] = where  # web calls have no leg: a miss
+    for day in config.iter_days():
+        for client in clients(config):
+            where = (client.index, day)
+            for agent in client.agents:
+                for k in range(_max_messages_per_agent_day(config)):
+                    locations[stable_hex(config.seed, "message", day, agent.agent_id, k)] = where
+    return locations
+
+
+def _fetch(config: SandboxConfig, request: Request, account_sid: str, resource: str, sid: str) -> Response:
+    location = sid_locations(config).get(sid[2:])
+    if location is not None:
+        index, day = location
+        usage = client_day(config, index, day)
+        for record in usage.twilio_calls if resource == "Calls" else usage.twilio_messages:
+            if record.get("sid") == sid and record["account_sid"] == account_sid:
+                return Response(200, record)
+    raise error(404, 20404, f"The requested resource {request.path} was not found")
+
+
 def handle(config: SandboxConfig, request: Request) -> Response:
     authenticate(config, request)
+    one = ONE.match(request.path)
+    if request.method == "GET" and one:
+        return _fetch(config, request, *one.groups())
     match = ROUTE.match(request.path)
     if request.method != "GET" or not match:
         raise error(404, 20404, f"The requested resource {request.path} was not found")

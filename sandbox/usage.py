@@ -157,6 +157,7 @@ def _retell_call(config: SandboxConfig, client: Client, agent: Agent, day: date,
         "group_sid": None,
         "trunk_sid": None,
         "queue_time": "0",
+        "stir_verstat": None,  # in the twilio SDK's Call, not in the spec examples; no STIR/SHAKEN info here
         "api_version": API_VERSION,
         "uri": f"/{API_VERSION}/Accounts/{account}/Calls/{call_sid}.json",
         "subresource_uris": {
