@@ -13,7 +13,14 @@ import requests
 from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.usage import API_VERSION, client_day
-from webhooks.signatures import retell_signature, twilio_signature
+from webhooks.signatures import (
+    HMAC_SHA256,
+    TWILIO_SIGNATURE_SETTINGS_HEADER,
+    TwilioSharedKey,
+    retell_signature,
+    twilio_signature,
+    twilio_signature_settings_header,
+)
 
 
 @dataclass(frozen=True)
@@ -62,17 +69,28 @@ def _twilio_callbacks(config: SandboxConfig, day: date) -> Iterator[dict[str, st
             }
 
 
-def twilio_deliveries(config: SandboxConfig, day: date, url: str) -> Iterator[Delivery]:
+def twilio_headers(url: str, params, config: SandboxConfig, shared_key: TwilioSharedKey | None = None,
+                   content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
+    """Headers of a callback signed for `url`: with the auth token (HMAC-SHA1), or with `shared_key`
+    (HMAC-SHA256, named in X-Twilio-Webhooks-Signature-Settings)."""
+    if shared_key is None:
+        return {"Content-Type": content_type,
+                "X-Twilio-Signature": twilio_signature(url, params, config.twilio_auth_token)}
+    return {"Content-Type": content_type,
+            "X-Twilio-Signature": twilio_signature(url, params, shared_key.secret, HMAC_SHA256),
+            TWILIO_SIGNATURE_SETTINGS_HEADER: twilio_signature_settings_header(shared_key.id, HMAC_SHA256)}
+
+
+def twilio_deliveries(config: SandboxConfig, day: date, url: str,
+                      shared_key: TwilioSharedKey | None = None) -> Iterator[Delivery]:
     """Form-encoded call and message status callbacks, signed for `url` (the public callback URL)."""
     for params in _twilio_callbacks(config, day):
-        yield Delivery("twilio", urlencode(params).encode(), {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": twilio_signature(url, params, config.twilio_auth_token),
-        })
+        yield Delivery("twilio", urlencode(params).encode(), twilio_headers(url, params, config, shared_key))
 
 
 def send_webhooks(config: SandboxConfig, day: date, retell_url: str | None = None,
-                  twilio_url: str | None = None, session: requests.Session | None = None) -> dict[int, int]:
+                  twilio_url: str | None = None, session: requests.Session | None = None,
+                  twilio_shared_key: TwilioSharedKey | None = None) -> dict[int, int]:
     """POST every delivery of `day`; returns how many got each HTTP status."""
     session = session or requests.Session()
     statuses: dict[int, int] = {}
@@ -80,7 +98,7 @@ def send_webhooks(config: SandboxConfig, day: date, retell_url: str | None = Non
     if retell_url:
         deliveries.append((retell_url, retell_deliveries(config, day)))
     if twilio_url:
-        deliveries.append((twilio_url, twilio_deliveries(config, day, twilio_url)))
+        deliveries.append((twilio_url, twilio_deliveries(config, day, twilio_url, twilio_shared_key)))
     for url, stream in deliveries:
         for delivery in stream:
             response = session.post(url, data=delivery.body, headers=delivery.headers, timeout=10)

@@ -3,7 +3,17 @@
 import pytest
 
 from tests.conftest import reference_json
-from webhooks.signatures import retell_signature, twilio_signature, verify_retell, verify_twilio
+from webhooks.signatures import (
+    HMAC_SHA1,
+    HMAC_SHA256,
+    retell_signature,
+    twilio_body_hash,
+    twilio_signature,
+    twilio_signature_settings,
+    twilio_signature_settings_header,
+    verify_retell,
+    verify_twilio,
+)
 
 VECTORS = reference_json("signature_vectors.json")
 RETELL = VECTORS["retell"]
@@ -71,3 +81,81 @@ def test_twilio_json_body_hash():
     assert not verify_twilio(TWILIO["json_uri"], TWILIO["json_body"] + " ", TWILIO["json_expected"], token)
     without_hash = TWILIO["json_uri"].split("&bodySHA256")[0]
     assert not verify_twilio(without_hash, TWILIO["json_body"], TWILIO["json_expected"], token)
+
+
+# SharedKey signatures, cross-checked against the official SDK (a pinned dev dependency).
+SHARED_SECRET = "webhooks-shared-key-secret"
+SDK_CASES = [
+    (TWILIO["uri"], TWILIO["params"]),
+    (TWILIO["uri"].replace(".com/", ".com:443/"), TWILIO["params"]),
+    ("http://example.com:1234/webhooks/twilio", TWILIO["params"]),
+    (TWILIO["uri"], [tuple(pair) for pair in TWILIO["duplicate_params_multidict"]]),
+    ("https://example.com/webhooks/twilio", {"Body": "héllo ☃ +%&=", "MessageSid": "SM1", "Empty": ""}),
+]
+
+
+def _sdk_params(params):
+    """The SDK reads repeated parameters from a multidict (getlist), as Django and Starlette give them."""
+    from starlette.datastructures import ImmutableMultiDict
+    return ImmutableMultiDict(params)
+
+
+@pytest.mark.parametrize("algorithm", [HMAC_SHA1, HMAC_SHA256, "hmac_sha256"])
+@pytest.mark.parametrize("uri, params", SDK_CASES)
+def test_twilio_signatures_match_the_official_sdk(uri, params, algorithm):
+    from twilio.request_validator import RequestValidator
+
+    sdk = RequestValidator(SHARED_SECRET)
+    ours = twilio_signature(uri, params, SHARED_SECRET, algorithm)
+    assert ours == sdk.compute_signature(uri, _sdk_params(params), algorithm)
+    assert sdk.validate(uri, _sdk_params(params), ours, algorithm)
+    assert verify_twilio(uri, params, ours, SHARED_SECRET, algorithm)
+    other = HMAC_SHA1 if algorithm.upper() == HMAC_SHA256 else HMAC_SHA256
+    assert not verify_twilio(uri, params, ours, SHARED_SECRET, other)
+    assert not sdk.validate(uri, _sdk_params(params), ours, other)
+    tampered = [*(params.items() if isinstance(params, dict) else params), ("Extra", "1")]
+    assert not verify_twilio(uri, tampered, ours, SHARED_SECRET, algorithm)
+    assert not sdk.validate(uri, _sdk_params(tampered), ours, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", [HMAC_SHA1, HMAC_SHA256])
+def test_twilio_json_body_signatures_match_the_official_sdk(algorithm):
+    from twilio.request_validator import RequestValidator
+
+    sdk = RequestValidator(SHARED_SECRET)
+    body = TWILIO["json_body"]
+    uri = f"https://example.com/webhooks/twilio?bodySHA256={twilio_body_hash(body)}"
+    ours = twilio_signature(uri, {}, SHARED_SECRET, algorithm)
+    assert ours == sdk.compute_signature(uri, {}, algorithm)
+    assert sdk.validate(uri, body, ours, algorithm) and verify_twilio(uri, body, ours, SHARED_SECRET, algorithm)
+    assert not sdk.validate(uri, body + " ", ours, algorithm)
+    assert not verify_twilio(uri, body + " ", ours, SHARED_SECRET, algorithm)
+
+
+def test_unsupported_algorithms_never_verify_as_in_the_sdk():
+    from twilio.request_validator import RequestValidator
+
+    uri, params = TWILIO["uri"], TWILIO["params"]
+    signature = twilio_signature(uri, params, SHARED_SECRET, HMAC_SHA256)
+    assert not RequestValidator(SHARED_SECRET).validate(uri, params, signature, "HMAC_MD5")
+    assert not verify_twilio(uri, params, signature, SHARED_SECRET, "HMAC_MD5")
+
+
+@pytest.mark.parametrize("header, key_id", [
+    (None, None), ("", None), ("garbage", None), ("algorithm=HMAC_MD5", None),
+    ("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256", "webhooks_sharedkey_1"),
+    ("algorithm=HMAC_SHA256,key=k", "k"), (" key = k , algorithm = hmac_sha256 ", "k"), ("key=k", "k"),
+    ("key=k,algorithm=", "k"), ("key=k,algorithm=HMAC_SHA1", "k"), ("key=a=b,algorithm=HMAC_SHA256", "a=b"),
+    ("algorithm=HMAC_SHA256,algorithm=HMAC_SHA1", None), ("key=,key=k2", "k2"),
+])
+def test_signature_settings_header_is_read_as_the_sdk_reads_it(header, key_id):
+    from twilio.request_validator import get_signature_algorithm
+
+    assert twilio_signature_settings(header) == (key_id, get_signature_algorithm(header))
+
+
+def test_settings_header_names_the_shared_key():
+    header = twilio_signature_settings_header("webhooks_sharedkey_1")
+    assert header == "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"
+    assert twilio_signature_settings(header) == ("webhooks_sharedkey_1", HMAC_SHA256)
+    assert twilio_signature_settings(None) == (None, HMAC_SHA1)

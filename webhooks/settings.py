@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import dlt
 
+from webhooks.signatures import TwilioSharedKey
+
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -17,21 +19,31 @@ class WebhookSettings:
     twilio_auth_tokens: tuple[str, ...]  # Twilio signs with the account's auth token
     public_url: str | None = None        # the URL the providers call, when behind a proxy
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    twilio_shared_keys: tuple[TwilioSharedKey, ...] = ()  # or with a webhooks SharedKey, named in a header
 
     def __repr__(self) -> str:  # never print secrets
         return (f"WebhookSettings(retell_api_keys=<{len(self.retell_api_keys)}>, "
-                f"twilio_auth_tokens=<{len(self.twilio_auth_tokens)}>, public_url={self.public_url!r})")
+                f"twilio_auth_tokens=<{len(self.twilio_auth_tokens)}>, "
+                f"twilio_shared_keys=<{len(self.twilio_shared_keys)}>, public_url={self.public_url!r})")
+
+    def twilio_shared_key_secrets(self, key_id: str | None) -> tuple[str, ...]:
+        return tuple(key.secret for key in self.twilio_shared_keys if key.id == key_id)
 
     @classmethod
     def from_config(cls) -> WebhookSettings:
         """sources.retell.workspaces[].api_key and sources.twilio.accounts[].auth_token, plus
-        sources.twilio.webhook_auth_tokens for subaccounts with tokens of their own."""
+        sources.twilio.webhook_auth_tokens for subaccounts with tokens of their own, and
+        sources.twilio.webhook_shared_keys for webhooks signed with a SharedKey: a list of
+        {"id": "<the SharedKey id, as in key=... of X-Twilio-Webhooks-Signature-Settings>",
+         "secret": "<the secret Twilio returned when the SharedKey was created>"}."""
         workspaces = dlt.secrets.get("sources.retell.workspaces", list) or []
         accounts = dlt.secrets.get("sources.twilio.accounts", list) or []
         extra_tokens = dlt.secrets.get("sources.twilio.webhook_auth_tokens", list) or []
+        shared_keys = dlt.secrets.get("sources.twilio.webhook_shared_keys", list) or []
         return cls(
             retell_api_keys=tuple(w["api_key"] for w in workspaces),
             twilio_auth_tokens=tuple(a["auth_token"] for a in accounts) + tuple(extra_tokens),
             public_url=os.environ.get("BILLING_USAGE_WEBHOOKS_PUBLIC_URL"),
             max_body_bytes=int(os.environ.get("BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            twilio_shared_keys=tuple(TwilioSharedKey(k["id"], k["secret"]) for k in shared_keys),
         )

@@ -8,6 +8,7 @@ import hmac
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
 RETELL_TOLERANCE_MS = 5 * 60 * 1000
@@ -37,7 +38,7 @@ def verify_retell(body: str, api_key: str, header: str, now_ms: int | None = Non
 Params = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
-def _grouped(params: Params) -> dict[str, list[str]]:
+def grouped_params(params: Params) -> dict[str, list[str]]:
     items = params.items() if isinstance(params, Mapping) else params
     grouped: dict[str, list[str]] = {}
     for name, value in items:
@@ -45,13 +46,42 @@ def _grouped(params: Params) -> dict[str, list[str]]:
     return grouped
 
 
-def twilio_signature(url: str, params: Params, auth_token: str) -> str:
-    """`X-Twilio-Signature`: HMAC-SHA1 over the URL plus each sorted name and its sorted unique values."""
+# Twilio signs with the account's Auth Token (HMAC-SHA1) or, when the request carries
+# `X-Twilio-Webhooks-Signature-Settings: key=<SharedKey id>,algorithm=<algorithm>`, with that SharedKey's
+# secret; the signature itself is in `X-Twilio-Signature` either way.
+TWILIO_SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+HMAC_SHA1, HMAC_SHA256 = "HMAC_SHA1", "HMAC_SHA256"
+_TWILIO_HASHES = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
+
+
+@dataclass(frozen=True)
+class TwilioSharedKey:
+    """A Twilio webhooks SharedKey: its id (the `key=` of the settings header) and its signing secret."""
+    id: str
+    secret: str = field(repr=False)
+
+
+def twilio_signature_settings(header: str | None) -> tuple[str | None, str]:
+    """(SharedKey id, algorithm) from the settings header; without `algorithm=` it is HMAC_SHA1, as in the SDK."""
+    named: dict[str, str] = {}
+    for part in (header or "").split(","):
+        name, separator, value = part.partition("=")
+        if separator and value.strip():
+            named.setdefault(name.strip(), value.strip())
+    return named.get("key"), named.get("algorithm", HMAC_SHA1)
+
+
+def twilio_signature_settings_header(key_id: str, algorithm: str = HMAC_SHA256) -> str:
+    return f"key={key_id},algorithm={algorithm}"
+
+
+def twilio_signature(url: str, params: Params, secret: str, algorithm: str = HMAC_SHA1) -> str:
+    """`X-Twilio-Signature`: HMAC over the URL plus each sorted name and its sorted unique values."""
     signed = url
-    for name, values in sorted(_grouped(params).items()):
+    for name, values in sorted(grouped_params(params).items()):
         for value in sorted(set(values)):
             signed += name + value
-    mac = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1)
+    mac = hmac.new(secret.encode(), signed.encode(), _TWILIO_HASHES[algorithm.upper()])
     return base64.b64encode(mac.digest()).decode().strip()
 
 
@@ -72,14 +102,17 @@ def _without_port(url: str) -> str:
     return parsed._replace(netloc=parsed.netloc.split(":")[0]).geturl() if parsed.port else url
 
 
-def verify_twilio(url: str, params: Params | str, signature: str, auth_token: str) -> bool:
-    """Form callbacks pass their parameters; JSON callbacks pass the raw body string."""
+def verify_twilio(url: str, params: Params | str, signature: str, secret: str, algorithm: str = HMAC_SHA1) -> bool:
+    """Form callbacks pass their parameters; JSON callbacks pass the raw body string.
+    An algorithm other than HMAC_SHA1 or HMAC_SHA256 never verifies."""
+    if algorithm.upper() not in _TWILIO_HASHES:
+        return False
     body_ok = True
     if isinstance(params, str):
         expected_hash = parse_qs(urlparse(url).query).get("bodySHA256", [None])[0]
         body_ok = expected_hash is not None and hmac.compare_digest(twilio_body_hash(params), expected_hash)
         params = {}
-    candidates = (twilio_signature(_without_port(url), params, auth_token),
-                  twilio_signature(_with_port(url), params, auth_token))
+    candidates = (twilio_signature(_without_port(url), params, secret, algorithm),
+                  twilio_signature(_with_port(url), params, secret, algorithm))
     signature_ok = any(hmac.compare_digest(candidate, signature or "") for candidate in candidates)
     return body_ok and signature_ok
