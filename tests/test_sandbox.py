@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
@@ -303,3 +304,129 @@ def test_signed_webhooks_verify_with_the_sdk_algorithms():
     for _, headers, body in twilio:
         params = parse_qsl(body.decode())
         assert verify_twilio(f"{base}/webhooks/twilio", params, headers["X-Twilio-Signature"], SMALL.twilio_auth_token)
+
+
+# --- by id, and prices that settle late ---------------------------------------------------------
+
+def _retell_call(server, call_id: str, key: str | None = None) -> requests.Response:
+    key = key or SMALL.retell_api_key(0)
+    return requests.get(f"{server.base_url}/retell/v2/get-call/{call_id}",
+                        headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+
+def _twilio_one(server, record: dict) -> requests.Response:
+    return _twilio(server, record["uri"])
+
+
+def _created_on(leg: dict):
+    """Twilio dates a leg by its creation, which can be just before midnight of its call's day."""
+    return parsedate_to_datetime(leg["date_created"]).date()
+
+
+def _pending(server, method: str, path: str = "/pending", **body) -> dict:
+    response = requests.request(method, f"{server.base_url}/_sandbox{path}", json=body or None, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_by_id_responses_equal_the_listed_objects(sandbox_server):
+    usage = client_day(SMALL, 1, SMALL.start_date)
+    for call in usage.retell_calls[:3]:
+        assert _retell_call(sandbox_server, call["call_id"]).json() == call
+    for record in usage.twilio_calls[:3] + usage.twilio_messages[:3]:
+        assert _twilio_one(sandbox_server, record).json() == record
+
+
+def test_unknown_ids_are_404_in_each_providers_error_shape(sandbox_server):
+    missing = _retell_call(sandbox_server, "call_" + "0" * 28)
+    assert missing.status_code == 404 and missing.json() == {"status": "error", "message": "Call not found"}
+    leg = client_day(SMALL, 0, SMALL.end_date).twilio_calls[0]
+    other_account = clients(SMALL)[1].twilio_subaccount_sid
+    for path in (f"/2010-04-01/Accounts/{other_account}/Calls/{leg['sid']}.json",
+                 f"/2010-04-01/Accounts/{SMALL.twilio_account_sid}/Calls/{leg['sid']}.json",
+                 f"/2010-04-01/Accounts/{leg['account_sid']}/Messages/SM{'0' * 32}.json"):
+        response = _twilio(sandbox_server, path)
+        assert response.status_code == 404
+        assert response.json() == {"code": 20404, "message": f"The requested resource {path} was not found",
+                                   "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}
+
+
+def test_pending_days_hold_list_and_by_id_prices_until_settled_by_id(sandbox_server):
+    usage = client_day(SMALL, 0, SMALL.end_date)
+    call_a, call_b = usage.retell_calls[:2]
+    leg_a, leg_b = [leg for leg in usage.twilio_calls if _created_on(leg) == SMALL.end_date][:2]
+    message = usage.twilio_messages[0]
+    try:
+        report = _pending(sandbox_server, "POST", days=1)
+        assert report["pending_days"] == 1 and report["since"] == SMALL.end_date.isoformat()
+        last_day = [client_day(SMALL, c.index, SMALL.end_date) for c in clients(SMALL)]
+        assert set(report["held_ids"]["retell"]) == {c["call_id"] for u in last_day for c in u.retell_calls}
+        assert {leg_a["sid"], leg_b["sid"], message["sid"]} <= set(report["held_ids"]["twilio"])
+        assert not {leg["sid"] for leg in client_day(SMALL, 0, SMALL.start_date).twilio_calls} & set(
+            report["held_ids"]["twilio"])
+
+        assert "call_cost" not in _retell_call(sandbox_server, call_a["call_id"]).json()
+        assert _twilio_one(sandbox_server, leg_a).json()["price"] is None
+        assert _twilio_one(sandbox_server, message).json()["price"] is None
+
+        report = _pending(sandbox_server, "POST", "/settle", ids=[call_a["call_id"], leg_a["sid"]])
+        assert report["settled_ids"] == sorted([call_a["call_id"], leg_a["sid"]])
+        held = report["held_ids"]
+        assert call_a["call_id"] not in held["retell"] and call_b["call_id"] in held["retell"]
+        assert leg_a["sid"] not in held["twilio"] and leg_b["sid"] in held["twilio"]
+
+        assert _retell_call(sandbox_server, call_a["call_id"]).json() == call_a
+        assert "call_cost" not in _retell_call(sandbox_server, call_b["call_id"]).json()
+        assert _twilio_one(sandbox_server, leg_a).json()["price"] == leg_a["price"]
+        assert _twilio_one(sandbox_server, leg_b).json()["price"] is None
+        listed = _twilio(sandbox_server, f"/2010-04-01/Accounts/{leg_a['account_sid']}/Calls.json",
+                         {"StartTime": SMALL.end_date.isoformat(), "PageSize": 1000}).json()["calls"]
+        prices = {leg["sid"]: leg["price"] for leg in listed}
+        assert prices[leg_a["sid"]] == leg_a["price"] and prices[leg_b["sid"]] is None
+        body = {"limit": 1000, "filter_criteria": {"start_timestamp": {"op": "ge", "type": "number",
+                                                                       "value": call_a["start_timestamp"]}}}
+        costs = {c["call_id"]: c.get("call_cost") for c in _retell(sandbox_server, body).json()["items"]}
+        assert costs[call_a["call_id"]] == call_a["call_cost"] and costs[call_b["call_id"]] is None
+    finally:
+        assert _pending(sandbox_server, "DELETE")["held_ids"] == {"retell": [], "twilio": []}
+    assert _twilio_one(sandbox_server, leg_b).json()["price"] == leg_b["price"]
+
+
+def test_ids_held_by_name_stay_pending_through_settle_all(sandbox_server):
+    old = client_day(SMALL, 2, SMALL.start_date)
+    forever_call, forever_leg = old.retell_calls[0], old.twilio_calls[0]
+    neighbour = old.twilio_calls[1]
+    recent = client_day(SMALL, 2, SMALL.end_date).twilio_calls[-1]
+    try:
+        report = _pending(sandbox_server, "POST", ids=[forever_call["call_id"], forever_leg["sid"]])
+        assert report["pending_days"] == 0  # naming ids leaves the day window alone
+        assert report["held_ids"] == {"retell": [forever_call["call_id"]], "twilio": [forever_leg["sid"]]}
+        assert _twilio_one(sandbox_server, forever_leg).json()["price"] is None
+        assert _twilio_one(sandbox_server, neighbour).json()["price"] == neighbour["price"]
+
+        _pending(sandbox_server, "POST", days=2)
+        assert _twilio_one(sandbox_server, recent).json()["price"] is None
+        report = _pending(sandbox_server, "POST", "/settle", all=True)
+        assert report["pending_days"] == 0
+        assert report["held_ids"] == {"retell": [forever_call["call_id"]], "twilio": [forever_leg["sid"]]}
+        assert _twilio_one(sandbox_server, recent).json()["price"] == recent["price"]
+        assert "call_cost" not in _retell_call(sandbox_server, forever_call["call_id"]).json()
+
+        report = _pending(sandbox_server, "POST", "/settle", ids=[forever_leg["sid"]])
+        assert report["held_ids"] == {"retell": [forever_call["call_id"]], "twilio": []}
+        assert _twilio_one(sandbox_server, forever_leg).json()["price"] == forever_leg["price"]
+        assert _pending(sandbox_server, "GET") == report
+    finally:
+        _pending(sandbox_server, "DELETE")
+    assert _retell_call(sandbox_server, forever_call["call_id"]).json() == forever_call
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/settle", {"ids": "call_x"}),
+    ("POST", "/pending", {"days": "many"}),
+    ("GET", "/settle", None),
+])
+def test_bad_pending_requests_are_refused(sandbox_server, method, path, body):
+    response = requests.request(method, f"{sandbox_server.base_url}/_sandbox{path}", json=body, timeout=10)
+    assert response.status_code in (400, 405)
+    assert _pending(sandbox_server, "GET")["held_by_id"] == []
