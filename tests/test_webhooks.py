@@ -17,16 +17,29 @@ from sandbox.webhook_sender import retell_deliveries, send_webhooks, twilio_deli
 from tests.conftest import SMALL
 from webhooks.app import create_app
 from webhooks.settings import WebhookSettings
-from webhooks.signatures import retell_signature, twilio_body_hash, twilio_signature
+from webhooks.signatures import (
+    HMAC_SHA256,
+    TWILIO_SIGNATURE_SETTINGS_HEADER,
+    TwilioSharedKey,
+    retell_signature,
+    twilio_body_hash,
+    twilio_signature,
+    twilio_signature_settings_header,
+)
 
 pytestmark = pytest.mark.integration
+SHARED_KEY = TwilioSharedKey("webhooks_sharedkey_0001", "shared-key-secret-0001")
 SETTINGS = WebhookSettings(retell_api_keys=(SMALL.retell_api_key(0),), twilio_auth_tokens=(SMALL.twilio_auth_token,),
-                           max_body_bytes=64 * 1024)
+                           max_body_bytes=64 * 1024, twilio_shared_keys=(SHARED_KEY,))
 
 
 def _serve(settings: WebhookSettings, warehouse):
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, warehouse.connect), host="127.0.0.1", port=0,
-                                           log_level="warning", access_log=False))
+    return serve_app(create_app(settings, warehouse.connect))
+
+
+def serve_app(app):
+    """`app` on a real uvicorn server on a free port, in a thread: (server, thread, base URL)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -167,3 +180,80 @@ def test_twilio_behind_a_proxy_verifies_the_public_url(database_factory):
 
 def test_settings_never_print_secrets():
     assert SMALL.twilio_auth_token not in repr(SETTINGS) and SMALL.retell_api_key(0) not in repr(SETTINGS)
+    assert SHARED_KEY.secret not in repr(SETTINGS) and SHARED_KEY.secret not in repr(SETTINGS.twilio_shared_keys)
+
+
+def test_shared_keys_come_from_configuration(monkeypatch):
+    monkeypatch.setenv("SOURCES__TWILIO__WEBHOOK_SHARED_KEYS", json.dumps([{"id": SHARED_KEY.id,
+                                                                             "secret": SHARED_KEY.secret}]))
+    settings = WebhookSettings.from_config()
+    assert settings.twilio_shared_keys == (SHARED_KEY,)
+    assert settings.twilio_shared_key_secrets(SHARED_KEY.id) == (SHARED_KEY.secret,)
+    assert settings.twilio_shared_key_secrets("webhooks_sharedkey_other") == ()
+    assert SHARED_KEY.secret not in repr(settings)
+
+
+def _twilio_shared_key_post(base: str, params: dict, secret: str, settings_header: str | None) -> requests.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": twilio_signature(f"{base}/webhooks/twilio", params, secret, HMAC_SHA256)}
+    if settings_header is not None:
+        headers[TWILIO_SIGNATURE_SETTINGS_HEADER] = settings_header
+    return requests.post(f"{base}/webhooks/twilio", data=urlencode(params), headers=headers, timeout=5)
+
+
+def test_twilio_shared_key_signatures(receiver):
+    base, warehouse = receiver
+    day = SMALL.start_date
+    twilio_url = f"{base}/webhooks/twilio"
+    expected = sum(1 for _ in twilio_deliveries(SMALL, day, twilio_url))
+    before = _count(warehouse, "twilio_callbacks")
+    assert send_webhooks(SMALL, day, twilio_url=twilio_url, twilio_shared_key=SHARED_KEY) == {200: expected}
+    assert _count(warehouse, "twilio_callbacks") == before + expected
+    params = {"CallSid": "CA" + "5" * 32, "AccountSid": "AC" + "2" * 32, "CallStatus": "completed"}
+    settings_header = twilio_signature_settings_header(SHARED_KEY.id)
+    refused = [
+        _twilio_shared_key_post(base, params, "wrong-secret", settings_header),
+        _twilio_shared_key_post(base, params, SHARED_KEY.secret, twilio_signature_settings_header("unknown_key")),
+        _twilio_shared_key_post(base, params, SHARED_KEY.secret, f"key={SHARED_KEY.id},algorithm=HMAC_SHA1"),
+        _twilio_shared_key_post(base, params, SHARED_KEY.secret, f"key={SHARED_KEY.id},algorithm=HMAC_MD5"),
+        _twilio_shared_key_post(base, params, SHARED_KEY.secret, None),  # taken for an auth token signature
+        _twilio_shared_key_post(base, params, SMALL.twilio_auth_token, settings_header),  # not the SharedKey
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused)
+    assert _count(warehouse, "twilio_callbacks") == before + expected
+    assert _twilio_shared_key_post(base, params, SHARED_KEY.secret, settings_header).status_code == 200
+    body = json.dumps({"MessageSid": "SM" + "6" * 32, "AccountSid": "AC" + "2" * 32, "MessageStatus": "sent"})
+    signed_url = f"{twilio_url}?bodySHA256={twilio_body_hash(body)}"
+    headers = {"Content-Type": "application/json", TWILIO_SIGNATURE_SETTINGS_HEADER: settings_header,
+               "X-Twilio-Signature": twilio_signature(signed_url, {}, SHARED_KEY.secret, HMAC_SHA256)}
+    assert requests.post(signed_url, data=body, headers=headers, timeout=5).status_code == 200
+    assert _count(warehouse, "twilio_callbacks") == before + expected + 2
+
+
+def _twilio_pairs_post(base: str, pairs: list[tuple[str, str]]) -> requests.Response:
+    signature = twilio_signature(f"{base}/webhooks/twilio", pairs, SMALL.twilio_auth_token)
+    return requests.post(f"{base}/webhooks/twilio", data=urlencode(pairs), timeout=5, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+
+
+def test_repeated_form_parameters_keep_every_value(receiver):
+    base, warehouse = receiver
+    call_sid, account_sid = "CA" + "7" * 32, "AC" + "2" * 32
+    pairs = [("CallSid", call_sid), ("AccountSid", account_sid), ("CallStatus", "ringing"),
+             ("StatusCallbackEvent", "initiated"), ("StatusCallbackEvent", "ringing"), ("CallStatus", "completed"),
+             ("CallSid", call_sid), ("StatusCallbackEvent", "answered")]
+    response = _twilio_pairs_post(base, pairs)
+    assert response.status_code == 200
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select sid, account_sid, status, params from raw_webhooks.twilio_callbacks "
+                       "where delivery_id = %s", (hashlib.sha256(urlencode(pairs).encode()).hexdigest(),))
+        assert cursor.fetchone() == (call_sid, account_sid, "completed", {
+            "CallSid": [call_sid, call_sid], "AccountSid": account_sid, "CallStatus": ["ringing", "completed"],
+            "StatusCallbackEvent": ["initiated", "ringing", "answered"]})
+    before = _count(warehouse, "twilio_callbacks")
+    for name, other in [("CallSid", "CA" + "8" * 32), ("AccountSid", "AC" + "9" * 32)]:
+        ambiguous = _twilio_pairs_post(base, [("CallSid", call_sid), ("AccountSid", account_sid), (name, other)])
+        assert ambiguous.status_code == 400 and name in ambiguous.json()["error"]
+    message = _twilio_pairs_post(base, [("MessageSid", "SM1"), ("AccountSid", account_sid), ("MessageSid", "SM2")])
+    assert message.status_code == 400 and "MessageSid" in message.json()["error"]
+    assert _count(warehouse, "twilio_callbacks") == before

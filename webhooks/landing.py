@@ -1,17 +1,20 @@
 """The webhook landing tables, and a writer that commits deliveries in batches before they are acknowledged.
 
 Each request waits for the commit that holds its row, so a 2xx always means "durably stored";
-batching many requests into one transaction is what makes that fast.
+batching many requests into one transaction is what makes that fast. A row the database refuses for its
+content fails alone: the batch is retried row by row, and that delivery is kept in raw_webhooks.dead_letters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psycopg2
 from psycopg2.extras import execute_values
 
 logger = logging.getLogger(__name__)
@@ -33,17 +36,31 @@ create table if not exists raw_webhooks.twilio_callbacks (
     sid text not null,
     account_sid text not null,
     status text,
-    params jsonb not null,                 -- every parameter, new ones included
+    params jsonb not null,                 -- every parameter, new ones included; a repeated one as an array
     received_at timestamptz not null default clock_timestamp()
 );
 create index if not exists twilio_callbacks_received_at on raw_webhooks.twilio_callbacks (received_at);
 create index if not exists twilio_callbacks_sid on raw_webhooks.twilio_callbacks (sid);
+create table if not exists raw_webhooks.dead_letters (
+    id bigint generated always as identity primary key,
+    delivery_id text not null unique,      -- sha256 of the raw body: a retried delivery is kept once
+    provider text not null,
+    reason text not null,                  -- why it could not be landed (never quotes the body)
+    body bytea not null,                   -- the signed body, byte for byte
+    content_type text,
+    received_at timestamptz not null default clock_timestamp()
+);
 """
 
 TABLES = {
     "retell": ("raw_webhooks.retell_events", ("delivery_id", "event", "call_id", "payload")),
     "twilio": ("raw_webhooks.twilio_callbacks", ("delivery_id", "resource", "sid", "account_sid", "status", "params")),
 }
+DEAD_LETTERS = "raw_webhooks.dead_letters"
+
+# The database refusing one row's content, as opposed to failing: psycopg2 itself refuses NUL characters
+# and unencodable text with a ValueError before sending anything.
+ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, ValueError)
 
 
 def ensure_landing_tables(connection) -> None:
@@ -52,11 +69,32 @@ def ensure_landing_tables(connection) -> None:
     connection.commit()
 
 
+def describe_error(exc: BaseException) -> str:
+    """The exception class and SQLSTATE only: database messages can quote row data."""
+    code = getattr(exc, "pgcode", None)
+    return f"{type(exc).__name__} {code}" if code else type(exc).__name__
+
+
+class RefusedByDatabase(Exception):
+    """The database refused this delivery's row; the delivery is in the dead letters."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StorageUnavailable(Exception):
+    """The batch holding this delivery failed to commit; the provider should retry."""
+
+
 @dataclass
 class _Pending:
-    table: str
-    row: tuple
+    provider: str
+    row: tuple | None          # the landing row; None for a delivery refused before it was queued
+    body: bytes
+    content_type: str
     done: asyncio.Future
+    reason: str | None = None  # set when the delivery goes to the dead letters
 
 
 class LandingWriter:
@@ -84,10 +122,19 @@ class LandingWriter:
         if self._connection is not None:
             self._connection.close()
 
-    async def write(self, table: str, row: tuple) -> bool:
-        """True if stored now, False if this delivery was stored before. Raises if the database fails."""
+    async def write(self, provider: str, row: tuple, body: bytes, content_type: str) -> bool:
+        """True if stored now, False if this delivery was stored before. Raises RefusedByDatabase if the database
+        refused the row (it is then a dead letter), StorageUnavailable if the database failed."""
+        return await self._submit(provider, row, body, content_type)
+
+    async def dead_letter(self, provider: str, reason: str, body: bytes, content_type: str) -> None:
+        """Keep a signed delivery that cannot be landed, verbatim. Raises StorageUnavailable if the database failed."""
+        await self._submit(provider, None, body, content_type, reason)
+
+    async def _submit(self, provider: str, row: tuple | None, body: bytes, content_type: str,
+                      reason: str | None = None):
         done = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(table, row, done))
+        await self._queue.put(_Pending(provider, row, body, content_type, done, reason))
         return await done
 
     def _ensure_connection(self):
@@ -96,21 +143,54 @@ class LandingWriter:
             ensure_landing_tables(self._connection)
         return self._connection
 
+    @staticmethod
+    def _insert(cursor, batch: list[_Pending]) -> set[str]:
+        """Insert the landing rows, one statement per table; returns the delivery ids that were new."""
+        inserted: set[str] = set()
+        for provider in {p.provider for p in batch}:
+            table, columns = TABLES[provider]
+            rows = [p.row for p in batch if p.provider == provider]
+            returned = execute_values(
+                cursor,
+                f"insert into {table} ({', '.join(columns)}) values %s "
+                "on conflict (delivery_id) do nothing returning delivery_id",
+                rows, page_size=len(rows), fetch=True)
+            inserted |= {r[0] for r in returned}
+        return inserted
+
+    def _insert_one_by_one(self, cursor, batch: list[_Pending]) -> set[str]:
+        """Each row under its own savepoint: a row the database refuses becomes a dead letter, the rest land."""
+        inserted: set[str] = set()
+        for pending in batch:
+            cursor.execute("savepoint one_delivery")
+            try:
+                inserted |= self._insert(cursor, [pending])
+            except ROW_ERRORS as exc:
+                cursor.execute("rollback to savepoint one_delivery")
+                pending.reason = f"the database refused it ({describe_error(exc)})"
+            else:
+                cursor.execute("release savepoint one_delivery")
+        return inserted
+
     def _flush(self, batch: list[_Pending]) -> set[str]:
         """Insert the batch in one transaction; returns the delivery ids that were new."""
         connection = self._ensure_connection()
-        inserted: set[str] = set()
+        landing = [p for p in batch if p.row is not None]
         try:
             with connection.cursor() as cursor:
-                for provider in {p.table for p in batch}:
-                    table, columns = TABLES[provider]
-                    rows = [p.row for p in batch if p.table == provider]
-                    returned = execute_values(
-                        cursor,
-                        f"insert into {table} ({', '.join(columns)}) values %s "
-                        "on conflict (delivery_id) do nothing returning delivery_id",
-                        rows, page_size=len(rows), fetch=True)
-                    inserted |= {r[0] for r in returned}
+                try:
+                    inserted = self._insert(cursor, landing)
+                except ROW_ERRORS as exc:
+                    logger.warning("webhook landing: a batch of %d deliveries was refused (%s), "
+                                   "retrying them one by one", len(landing), describe_error(exc))
+                    connection.rollback()
+                    inserted = self._insert_one_by_one(cursor, landing)
+                letters = [(hashlib.sha256(p.body).hexdigest(), p.provider, p.reason, p.body, p.content_type)
+                           for p in batch if p.reason is not None]
+                if letters:
+                    execute_values(cursor, f"insert into {DEAD_LETTERS} "
+                                   "(delivery_id, provider, reason, body, content_type) values %s "
+                                   "on conflict (delivery_id) do nothing", letters, page_size=len(letters))
             connection.commit()
         except Exception:
             with contextlib.suppress(Exception):
@@ -126,16 +206,29 @@ class LandingWriter:
             try:
                 inserted = await asyncio.to_thread(self._flush, batch)
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
-                logger.error("webhook landing: a batch of %d deliveries failed: %s", len(batch), exc)
+                logger.error("webhook landing: a batch of %d deliveries failed (%s)", len(batch), describe_error(exc))
                 for pending in batch:
                     if not pending.done.done():
-                        pending.done.set_exception(exc)
+                        pending.done.set_exception(StorageUnavailable(describe_error(exc)))
                 continue
             self.batches += 1
             for pending in batch:
-                new = pending.row[0] in inserted
-                inserted.discard(pending.row[0])  # the same delivery twice in one batch: stored once
-                self.stored += new
-                self.duplicates += not new
-                if not pending.done.done():
-                    pending.done.set_result(new)
+                self._settle(pending, inserted)
+
+    def _settle(self, pending: _Pending, inserted: set[str]) -> None:
+        """Answer the request waiting for `pending`, once its batch has committed."""
+        if pending.row is None:  # a dead letter only
+            outcome = None
+        elif pending.reason is not None:
+            outcome = RefusedByDatabase(pending.reason)
+        else:
+            outcome = pending.row[0] in inserted
+            inserted.discard(pending.row[0])  # the same delivery twice in one batch: stored once
+            self.stored += outcome
+            self.duplicates += not outcome
+        if pending.done.done():  # the request went away
+            return
+        if isinstance(outcome, RefusedByDatabase):
+            pending.done.set_exception(outcome)
+        else:
+            pending.done.set_result(outcome)
