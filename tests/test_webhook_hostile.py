@@ -179,8 +179,8 @@ def test_hostile_deliveries_never_fail_the_valid_ones_batched_with_them(receiver
 
 
 def test_lookalikes_of_unstorable_text_are_stored(receiver):
-    """An escaped backslash before u0000, a surrogate pair, "NaN" as a string and numbers at double's edges
-    are all storable: they are landed, not refused."""
+    """An escaped backslash before u0000, a surrogate pair, "NaN" as a string, numbers at double's edges and
+    a form value with the text %00 are all storable: they are landed, not refused."""
     base, warehouse = receiver
     call = {"call_id": "lookalike", "transcript": "\\u0000 \\ud800 typed by a caller 😀", "note": "NaN Infinity",
             "big": 1.7976931348623157e308, "tiny": 5e-324, "exponent": 1e-300}
@@ -193,6 +193,14 @@ def test_lookalikes_of_unstorable_text_are_stored(receiver):
                        "(c->>'exponent')::float8 from raw_webhooks.retell_events, jsonb_extract_path(payload, 'call') c"
                        " where delivery_id = %s", (_sha(delivery.body),))
         assert cursor.fetchone() == tuple(call[key] for key in ("transcript", "note", "big", "tiny", "exponent"))
+    pairs = [("CallSid", "CA" + "4" * 32), ("AccountSid", ACCOUNT_SID), ("Body", "100%00 sure \\x00")]
+    form = _twilio_form(base, pairs)
+    assert b"%2500" in form.body
+    assert _post(form, f"{base}/webhooks/twilio").status_code == 200
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select params->>'Body' from raw_webhooks.twilio_callbacks where delivery_id = %s",
+                       (_sha(form.body),))
+        assert cursor.fetchone() == ("100%00 sure \\x00",)
 
 
 def test_every_response_is_counted_and_an_unexpected_exception_is_a_json_500(database_factory, caplog):

@@ -89,6 +89,9 @@ def _storable_float(literal: str) -> float:
     return float(literal)
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_storable_float)
+
+
 def _has_unstorable_character(value) -> bool:
     """Any key or string holding NUL or an unpaired surrogate, walked without recursion."""
     pending = [value]
@@ -108,7 +111,7 @@ def _has_unstorable_character(value) -> bool:
 def _json(text: str):
     """The parsed body; 422 for what PostgreSQL's jsonb refuses and Python's json accepts."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_storable_float)
+        value = _DECODER.decode(text)
     except RecursionError as exc:
         raise Rejected(400, "JSON nested too deeply") from exc
     except ValueError as exc:
@@ -139,17 +142,19 @@ def _twilio_secrets(headers: Mapping[str, str], settings: WebhookSettings) -> tu
     return secrets, algorithm
 
 
-def _twilio_form(pairs: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+def _twilio_form(text: str, pairs: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:
     """The params to store (a name sent once keeps its value, a repeated one all its values in order)
     and each name's last value."""
-    if any("\x00" in name or "\x00" in value for name, value in pairs):
+    if "%00" in text or "\x00" in text:  # the only ways a form value or name holds NUL
         raise Rejected(UNSTORABLE, "a NUL character (%00) cannot be stored in PostgreSQL")
+    last = dict(pairs)
+    if len(last) == len(pairs):  # no name repeated
+        return json.dumps(last), last
     grouped = grouped_params(pairs)
     for name in TWILIO_IDENTITY:
         if len(set(grouped.get(name, ()))) > 1:
             raise Rejected(400, f"{name} repeated with different values")
-    params = {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
-    return json.dumps(params), {name: values[-1] for name, values in grouped.items()}
+    return json.dumps({name: values[0] if len(values) == 1 else values for name, values in grouped.items()}), last
 
 
 def _string(fields: dict, name: str) -> str | None:
@@ -172,7 +177,7 @@ def twilio_row(body: bytes, headers: Mapping[str, str], url: str, settings: Webh
         if not isinstance(fields, dict):
             raise Rejected(400, "expected an object of callback parameters")
     else:
-        params, fields = _twilio_form(pairs)
+        params, fields = _twilio_form(text, pairs)
     message_sid, call_sid, account_sid = (_string(fields, name) for name in TWILIO_IDENTITY)
     if message_sid:
         resource, sid, status = "message", message_sid, _string(fields, "MessageStatus")
