@@ -16,6 +16,7 @@ from sandbox.usage import API_VERSION, client_day
 from webhooks.signatures import (
     HMAC_SHA256,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
+    Params,
     TwilioSharedKey,
     retell_signature,
     twilio_signature,
@@ -69,7 +70,7 @@ def _twilio_callbacks(config: SandboxConfig, day: date) -> Iterator[dict[str, st
             }
 
 
-def twilio_headers(url: str, params, config: SandboxConfig, shared_key: TwilioSharedKey | None = None,
+def twilio_headers(url: str, params: Params, config: SandboxConfig, shared_key: TwilioSharedKey | None = None,
                    content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
     """Headers of a callback signed for `url`: with the auth token (HMAC-SHA1), or with `shared_key`
     (HMAC-SHA256, named in X-Twilio-Webhooks-Signature-Settings)."""
