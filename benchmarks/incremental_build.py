@@ -18,10 +18,12 @@ import time
 import dlt
 import yaml
 
+from billing_usage.ops_schema import store_pii_salt
+from billing_usage.settings import SANDBOX_PII_SALT
+from billing_usage.warehouse import create_database, drop_database, resolve_warehouse
 from dagster_project.local_env import sandbox_source_config
 from dagster_project.raw_indexes import ensure_raw_indexes
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
-from dagster_project.warehouse import create_database, drop_database, resolve_warehouse
 from dlt_sources.directory import directory_source
 from dlt_sources.openrouter import openrouter_source
 from dlt_sources.retell import retell_source
@@ -66,6 +68,7 @@ def main() -> None:
                 ensure_raw_indexes(warehouse, name)
         with warehouse.connect() as connection:
             ensure_landing_tables(connection)
+            store_pii_salt(connection, SANDBOX_PII_SALT)
             with connection.cursor() as cursor:
                 cursor.execute("select count(*) from raw_retell.calls")
                 calls = cursor.fetchone()[0]

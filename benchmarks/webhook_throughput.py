@@ -23,7 +23,7 @@ from datetime import timedelta
 
 import requests
 
-from dagster_project.warehouse import create_database, drop_database, resolve_warehouse
+from billing_usage.warehouse import create_database, drop_database, resolve_warehouse
 from sandbox.config import SandboxConfig
 from sandbox.webhook_sender import retell_deliveries, twilio_deliveries
 
@@ -87,6 +87,7 @@ def main() -> None:
     database = f"bench_webhooks_{os.getpid()}"
     warehouse = create_database(server, database)
     env = {**os.environ, "BILLING_USAGE_PROVIDERS": "live", "BILLING_USAGE_DATABASE_URL": warehouse.url,
+           "BILLING_USAGE_PII_SALT": "benchmark",
            "BILLING_USAGE_WEBHOOKS_PORT": str(port),
            "SOURCES__RETELL__WORKSPACES": json.dumps([{"name": "w", "api_key": config.retell_api_key(0)}]),
            "SOURCES__TWILIO__ACCOUNTS": json.dumps([{"account_sid": config.twilio_account_sid,

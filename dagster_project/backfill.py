@@ -1,28 +1,28 @@
 """`make backfill START=YYYY-MM-DD END=YYYY-MM-DD`: collect the UTC days START..END (inclusive) again
-and recompute what they touch, in one run, exactly as a backfill from the Dagster UI does."""
+and recompute what they touch, in one run each, exactly as a backfill from the Dagster UI does."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import date
 
 from dagster import DagsterInstance
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from billing_usage.settings import SettingsError
 from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
+from dagster_project.pipeline_runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
+from dagster_project.run_log import new_log_path, output_to
 
 
-def backfill(start: date, end: date, instance: DagsterInstance | None = None):
-    """One run of usage_pipeline over the partition range [start, end]."""
-    from dagster_project.definitions import defs
-
+def backfill(start: date, end: date, instance: DagsterInstance | None = None,
+             say: Callable[[str], None] = lambda line: None) -> PipelineRun:
+    """Collection and the model build over the partition range [start, end]."""
     if end < start:
         raise ValueError(f"backfill end {end} is before its start {start}")
-    return defs.resolve_job_def("usage_pipeline").execute_in_process(
-        instance=instance or DagsterInstance.get(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()},
-    )
+    return run_usage_pipeline(instance or DagsterInstance.get(), partition_range=(start.isoformat(), end.isoformat()),
+                              say=say)
 
 
 def main() -> int:
@@ -30,9 +30,25 @@ def main() -> int:
     parser.add_argument("--start", required=True, type=date.fromisoformat)
     parser.add_argument("--end", required=True, type=date.fromisoformat)
     args = parser.parse_args()
-    ensure_dagster_home()
-    ensure_provider_config()
-    return 0 if backfill(args.start, args.end).success else 1
+    if args.end < args.start:
+        parser.error(f"--end {args.end} is before --start {args.start}")
+    try:
+        ensure_dagster_home()
+        ensure_provider_config()
+    except SettingsError as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr)
+        return 2
+    log_path = new_log_path("backfill")
+    print(f"Full log: {log_path}", flush=True)
+    with output_to(log_path) as say, DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
+        run = backfill(args.start, args.end, instance, say)
+    lines = run.summary_lines()
+    print(f"Backfill {args.start} .. {args.end}: " + ("done, every step succeeded and every check passed."
+                                                      if not lines else "finished with problems:"))
+    for line in lines:
+        print(f"  {line}")
+    return 1 if run.failed_steps() or run.skipped() else 0
 
 
 if __name__ == "__main__":

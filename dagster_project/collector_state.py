@@ -12,41 +12,8 @@ from datetime import datetime
 import dlt
 from psycopg2.extras import execute_values
 
-from dagster_project.warehouse import Warehouse
-
-DDL = """
-create schema if not exists ops;
-create table if not exists ops.collector_state (
-    source text not null,
-    resource text not null,
-    account text not null,
-    cursor_position text,
-    last_success_at timestamptz,
-    last_attempt_at timestamptz not null,
-    rows_last_run bigint,
-    requests_last_run bigint,
-    retries_last_run bigint,
-    warning text,
-    last_error text,
-    last_error_at timestamptz,
-    consecutive_failures integer not null default 0,
-    primary key (source, resource, account)
-);
-create table if not exists ops.collector_runs (
-    run_id text not null,
-    source text not null,
-    started_at timestamptz not null,
-    finished_at timestamptz not null,
-    succeeded boolean not null,
-    rows_loaded bigint,
-    error text
-);
-"""
-
-
-def ensure_tables(connection) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(DDL)
+from billing_usage.ops_schema import ensure_ops_tables
+from billing_usage.warehouse import Warehouse
 
 
 def accounts_in_state(pipeline: dlt.Pipeline, source: str) -> list[tuple[str, str, dict]]:
@@ -59,18 +26,28 @@ def accounts_in_state(pipeline: dlt.Pipeline, source: str) -> list[tuple[str, st
 
 def record_success(warehouse: Warehouse, source: str, pipeline: dlt.Pipeline, run_id: str,
                    started_at: datetime, finished_at: datetime) -> int:
-    """Upsert the state of every account this run collected; returns the rows it loaded."""
+    """Upsert the state of every account this run collected (its load packages wrote their state);
+    clear failure placeholders of those accounts; returns the rows it loaded."""
+    trace = pipeline.last_trace
+    load_ids = set(trace.last_extract_info.loads_ids) if trace and trace.last_extract_info else set()
     rows = [
         (source, resource, account, str(state.get("cursor")), state["last_success_at"], finished_at,
          state.get("rows_last_run"), state.get("requests_last_run"), state.get("retries_last_run"),
          state.get("warning"))
         for resource, account, state in accounts_in_state(pipeline, source)
-        if state.get("last_success_at") and datetime.fromisoformat(state["last_success_at"]) >= started_at
+        if state.get("load_id") in load_ids
     ]
     loaded = sum(row[6] or 0 for row in rows)
     with warehouse.connect() as connection:
-        ensure_tables(connection)
+        ensure_ops_tables(connection)
         with connection.cursor() as cursor:
+            cursor.execute("""
+                delete from ops.collector_state
+                where source = %(source)s and resource = '*'
+                  and (account = '*' or account = any(%(accounts)s::text[])
+                       or exists (select 1 from unnest(%(accounts)s::text[]) as collected
+                                  where collected like replace(account, '%%', '') || '/%%'))
+            """, {"source": source, "accounts": sorted({row[2] for row in rows})})
             if rows:
                 execute_values(cursor, """
                     insert into ops.collector_state as s (source, resource, account, cursor_position,
@@ -91,14 +68,17 @@ def record_success(warehouse: Warehouse, source: str, pipeline: dlt.Pipeline, ru
 
 def record_failure(warehouse: Warehouse, source: str, account: str | None, error: str, run_id: str,
                    started_at: datetime, finished_at: datetime) -> None:
-    """Mark the failing account (or every known account of the source) as failed, keeping its cursor."""
+    """Mark the failing account (its rows, or those of its keys `<account>/<key>`; every account of the
+    source when unknown) as failed, keeping its cursor. An account never collected yet gets a
+    placeholder row (resource '*') that its next success removes."""
     with warehouse.connect() as connection:
-        ensure_tables(connection)
+        ensure_ops_tables(connection)
         with connection.cursor() as cursor:
             cursor.execute("""
                 update ops.collector_state set last_attempt_at = %(at)s, last_error = %(error)s,
                     last_error_at = %(at)s, consecutive_failures = consecutive_failures + 1
-                where source = %(source)s and (%(account)s::text is null or account = %(account)s)
+                where source = %(source)s and (%(account)s::text is null or account = %(account)s
+                                               or account like replace(%(account)s, '%%', '') || '/%%')
             """, {"at": finished_at, "error": error, "source": source, "account": account})
             if cursor.rowcount == 0:
                 cursor.execute("""

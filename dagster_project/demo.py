@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import defaultdict
 from decimal import Decimal
 
+from billing_usage.settings import SettingsError
+from billing_usage.warehouse import Warehouse, resolve_warehouse
 from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
-from dagster_project.partitions import today_partition_key
-from dagster_project.warehouse import Warehouse, resolve_warehouse
+from dagster_project.pipeline_runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
+from dagster_project.run_log import new_log_path, output_to
 from sandbox.config import SandboxConfig
 from sandbox.totals import expected_totals
 
@@ -22,22 +25,35 @@ SUMMARY_SQL = """
 """
 
 
-def run_pipeline() -> bool:
+def run_pipeline() -> PipelineRun:
+    """Both jobs on today's partition; the terminal gets progress lines, the log file everything."""
     from dagster import DagsterInstance
 
-    from dagster_project.definitions import defs
+    log_path = new_log_path("demo")
+    print(f"Full log: {log_path}", flush=True)
+    with output_to(log_path) as say, DagsterInstance.get() as instance:
+        for run_id in fail_abandoned_runs(instance):
+            say(f"Marked run {run_id} failed: its process was gone.")
+        return run_usage_pipeline(instance, say=say)
 
-    result = defs.resolve_job_def("usage_pipeline").execute_in_process(
-        instance=DagsterInstance.get(), partition_key=today_partition_key())
-    return result.success
+
+def print_problems(run: PipelineRun) -> None:
+    lines = run.summary_lines()
+    print("\nRun summary: " + ("every step succeeded and every check passed." if not lines else ""))
+    for line in lines:
+        print(f"  {line}")
 
 
 def warehouse_totals(warehouse: Warehouse) -> tuple[dict[str, int], dict[tuple[str, str], tuple[int, Decimal]]]:
     with warehouse.connect() as connection, connection.cursor() as cursor:
         raw_counts = {}
         for table in RAW_TABLES:
-            cursor.execute(f"select count(*) from {table}")
-            raw_counts[table] = cursor.fetchone()[0]
+            cursor.execute("select to_regclass(%s) is not null", (table,))
+            if cursor.fetchone()[0]:
+                cursor.execute(f"select count(*) from {table}")
+                raw_counts[table] = cursor.fetchone()[0]
+            else:
+                raw_counts[table] = "not loaded yet"
         cursor.execute(SUMMARY_SQL)
         totals = {(provider, client): (objects, cost) for provider, client, objects, cost in cursor.fetchall()}
     return raw_counts, totals
@@ -80,17 +96,21 @@ def print_report(config: SandboxConfig, raw_counts: dict, collected: dict) -> bo
 
 
 def main() -> int:
-    ensure_dagster_home()
-    config = ensure_provider_config()
-    warehouse = resolve_warehouse()
+    try:
+        ensure_dagster_home()
+        config = ensure_provider_config()
+        warehouse = resolve_warehouse()
+    except SettingsError as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr)
+        return 2
     print(f"Warehouse: {warehouse.display_url}")
-    if not run_pipeline():
-        print("The pipeline run failed; see the log above.", file=sys.stderr)
-        return 1
+    run = run_pipeline()
     raw_counts, collected = warehouse_totals(warehouse)
     matched = print_report(config, raw_counts, collected) if config else True
-    print("\nOpen the Dagster UI on this setup: make dev  ->  http://127.0.0.1:3000")
-    return 0 if matched else 1
+    print_problems(run)
+    port = os.environ.get("DAGSTER_PORT", "3000")
+    print(f"\nOpen the Dagster UI on this setup: make dev  ->  http://127.0.0.1:{port}")
+    return 0 if matched and not run.failed_steps() and not run.skipped() else 1
 
 
 if __name__ == "__main__":

@@ -6,14 +6,26 @@ import os
 import sys
 from pathlib import Path
 
+from billing_usage.settings import DATABASE_URL_ENV, PROJECT_ROOT, SettingsError
+from billing_usage.warehouse import resolve_warehouse
 from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
-from dagster_project.warehouse import DATABASE_URL_ENV, PROJECT_ROOT, resolve_warehouse
 
 
-def main() -> None:
-    ensure_dagster_home()
-    ensure_provider_config()
-    warehouse = resolve_warehouse()
+def main() -> int:
+    try:
+        ensure_dagster_home()
+        ensure_provider_config()
+        warehouse = resolve_warehouse()
+    except SettingsError as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr)
+        return 2
+    from dagster import DagsterInstance
+
+    from dagster_project.pipeline_runs import fail_abandoned_runs
+
+    with DagsterInstance.get() as instance:
+        for run_id in fail_abandoned_runs(instance):
+            print(f"Marked run {run_id} failed: its process was gone.")
     # Child processes (code server, runs) reuse this warehouse rather than resolving it again.
     os.environ.setdefault(DATABASE_URL_ENV, warehouse.url)
     host, port = os.environ.get("DAGSTER_HOST", "127.0.0.1"), os.environ.get("DAGSTER_PORT", "3000")
@@ -26,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,16 +5,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dlt
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, Failure
+from dagster import AssetExecutionContext, AssetKey, AssetObservation, AssetSpec, Failure
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from billing_usage.locks import advisory_lock
+from billing_usage.settings import get_settings
 from dagster_project.collector_state import record_failure, record_success
 from dagster_project.local_env import ensure_provider_config
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
 from dagster_project.raw_indexes import ensure_raw_indexes
 from dagster_project.resources import WarehouseResource
-from dagster_project.warehouse import LOCAL_DIR
 from dlt_sources.directory import directory_source
 from dlt_sources.http_client import ProviderError
 from dlt_sources.openrouter import openrouter_source
@@ -38,7 +39,7 @@ class RawTranslator(DagsterDltTranslator):
 def _template_pipeline(name: str) -> dlt.Pipeline:
     """Names the assets at definition time; runs use WarehouseResource.dlt_pipeline."""
     return dlt.pipeline(pipeline_name=name, destination="postgres", dataset_name=f"raw_{name}",
-                        pipelines_dir=str(LOCAL_DIR / "dlt" / "definitions"))
+                        pipelines_dir=str(get_settings().local_dir / "dlt" / "definitions"))
 
 
 def _provider_error(exc: BaseException) -> ProviderError | None:
@@ -51,20 +52,30 @@ def _provider_error(exc: BaseException) -> ProviderError | None:
 
 def _run(context: AssetExecutionContext, dlt_resource: DagsterDltResource, warehouse: WarehouseResource,
          name: str, source: dlt.sources.DltSource) -> Iterator:
-    """Run one pipeline and record the outcome, per account, in ops.collector_state."""
-    pipeline = warehouse.dlt_pipeline(name)
-    started_at = datetime.now(UTC)
-    try:
-        yield from dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline)
-    except Exception as exc:
-        provider_error = _provider_error(exc)
-        message = str(provider_error or exc)[:2000]
-        record_failure(warehouse.warehouse, name, provider_error.account if provider_error else None, message,
-                       context.run_id, started_at, datetime.now(UTC))
-        if provider_error is not None:
-            raise Failure(description=message, metadata={"provider_status": provider_error.status}) from exc
-        raise
-    loaded = record_success(warehouse.warehouse, name, pipeline, context.run_id, started_at, datetime.now(UTC))
+    """Run one pipeline alone (an advisory lock per pipeline, a working folder per run) and record the
+    outcome, per account, in ops.collector_state. If another run holds the pipeline longer than the
+    lock wait, this one skips: it materializes nothing and says so."""
+    with advisory_lock(warehouse.warehouse, f"dlt:{name}", context.run_id,
+                       warehouse.settings.lock_wait_seconds, context.log.info) as lock:
+        if not lock.acquired:
+            context.log.warning(f"{name}: {lock.skip_message}")
+            for key in context.selected_asset_keys:
+                yield AssetObservation(asset_key=key, metadata={"skipped": lock.skip_message})
+            return
+        with warehouse.dlt_pipeline(name, context.run_id) as pipeline:
+            started_at = datetime.now(UTC)
+            try:
+                yield from dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline)
+            except Exception as exc:
+                provider_error = _provider_error(exc)
+                message = str(provider_error or exc)[:2000]
+                record_failure(warehouse.warehouse, name, provider_error.account if provider_error else None,
+                               message, context.run_id, started_at, datetime.now(UTC))
+                if provider_error is not None:
+                    raise Failure(description=message, metadata={"provider_status": provider_error.status}) from None
+                raise
+            loaded = record_success(warehouse.warehouse, name, pipeline, context.run_id, started_at,
+                                    datetime.now(UTC))
     created = ensure_raw_indexes(warehouse.warehouse, name)
     context.log.info(f"{name}: {loaded} rows collected" + (f"; created indexes {created}" if created else ""))
 
@@ -79,28 +90,29 @@ def _backfill(context: AssetExecutionContext) -> dict:
 
 
 @dlt_assets(dlt_source=retell_source(workspaces=[]), dlt_pipeline=_template_pipeline("retell"),
-            name="retell", dagster_dlt_translator=RawTranslator(), **PARTITIONED)
+            name="retell", dagster_dlt_translator=RawTranslator(), pool="dlt_retell", **PARTITIONED)
 def retell_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
     yield from _run(context, dlt, warehouse, "retell", retell_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=twilio_source(accounts=[]), dlt_pipeline=_template_pipeline("twilio"),
-            name="twilio", dagster_dlt_translator=RawTranslator(), **PARTITIONED)
+            name="twilio", dagster_dlt_translator=RawTranslator(), pool="dlt_twilio", **PARTITIONED)
 def twilio_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
     yield from _run(context, dlt, warehouse, "twilio", twilio_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=openrouter_source(accounts=[]), dlt_pipeline=_template_pipeline("openrouter"),
-            name="openrouter", dagster_dlt_translator=RawTranslator(), **PARTITIONED)
+            name="openrouter", dagster_dlt_translator=RawTranslator(), pool="dlt_openrouter", **PARTITIONED)
 def openrouter_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
     yield from _run(context, dlt, warehouse, "openrouter", openrouter_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=directory_source(path="unused-at-definition-time", sql_url=None),
-            dlt_pipeline=_template_pipeline("directory"), name="directory", dagster_dlt_translator=RawTranslator())
+            dlt_pipeline=_template_pipeline("directory"), name="directory", dagster_dlt_translator=RawTranslator(),
+            pool="dlt_directory")
 def directory_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     ensure_provider_config()
     yield from _run(context, dlt, warehouse, "directory", directory_source())

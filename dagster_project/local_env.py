@@ -11,29 +11,29 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import requests
 import yaml
 
-from dagster_project.warehouse import LOCAL_DIR, PROJECT_ROOT, stop_embedded
+from billing_usage.settings import PROJECT_ROOT, get_settings
+from billing_usage.warehouse import stop_embedded
 from sandbox.config import SandboxConfig
 
-PROVIDERS_ENV = "BILLING_USAGE_PROVIDERS"
-SANDBOX_URL_ENV = "BILLING_USAGE_SANDBOX_URL"
-DEFAULT_SANDBOX_URL = "http://127.0.0.1:8787"
-SANDBOX_PID_FILE = LOCAL_DIR / "sandbox.pid"
+
+def _sandbox_pid_file() -> Path:
+    return get_settings().local_dir / "sandbox.pid"
 
 
-def providers_mode() -> str:
-    mode = os.environ.get(PROVIDERS_ENV, "sandbox")
-    if mode not in ("sandbox", "live"):
-        raise ValueError(f"{PROVIDERS_ENV} must be 'sandbox' or 'live', got {mode!r}")
-    return mode
-
-
-def sandbox_url() -> str:
-    return os.environ.get(SANDBOX_URL_ENV, DEFAULT_SANDBOX_URL).rstrip("/")
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers in other processes see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
 
 
 def _sandbox_config(url: str) -> SandboxConfig | None:
@@ -46,24 +46,25 @@ def _sandbox_config(url: str) -> SandboxConfig | None:
 
 
 def ensure_sandbox() -> SandboxConfig:
-    """Reuse the sandbox at sandbox_url(), or start one there in the background."""
-    url = sandbox_url()
+    """Reuse the sandbox at the configured URL, or start one there in the background."""
+    settings = get_settings()
+    url = settings.sandbox_url
     config = _sandbox_config(url)
     if config is not None:
         return config
     port = url.rsplit(":", 1)[-1]
-    LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCAL_DIR / "sandbox.log", "ab") as log:
+    settings.local_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.local_dir / "sandbox.log", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", port], cwd=PROJECT_ROOT,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    SANDBOX_PID_FILE.write_text(str(process.pid))
+    _sandbox_pid_file().write_text(str(process.pid))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         config = _sandbox_config(url)
         if config is not None:
             return config
         time.sleep(0.2)
-    raise RuntimeError(f"the provider sandbox did not start on {url}; see {LOCAL_DIR / 'sandbox.log'}")
+    raise RuntimeError(f"the provider sandbox did not start on {url}; see {settings.local_dir / 'sandbox.log'}")
 
 
 def sandbox_source_config(url: str, config: SandboxConfig, directory_path: str) -> dict[str, str]:
@@ -86,38 +87,48 @@ def sandbox_source_config(url: str, config: SandboxConfig, directory_path: str) 
 
 def ensure_provider_config() -> SandboxConfig | None:
     """In sandbox mode: a running sandbox, its directory file, and source settings (unless already set)."""
-    if providers_mode() == "live":
+    settings = get_settings()
+    if settings.live:
         return None
     config = ensure_sandbox()
-    url = sandbox_url()
-    directory_path = LOCAL_DIR / "directory.yaml"
+    url = settings.sandbox_url
+    directory_path = settings.local_dir / "directory.yaml"
     document = requests.get(f"{url}/_sandbox/directory", timeout=10).json()
-    directory_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    _write_atomically(directory_path, yaml.safe_dump(document, sort_keys=False))
     for name, value in sandbox_source_config(url, config, str(directory_path)).items():
         os.environ.setdefault(name, value)
     return config
 
 
+def local_instance_config() -> dict:
+    """deploy/dagster.yaml without its PostgreSQL storage: the same queue, pools and run monitoring."""
+    config = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    config.pop("storage")
+    return config
+
+
 def ensure_dagster_home() -> str:
-    """DAGSTER_HOME, by default a local folder with Dagster's SQLite storage."""
-    home = os.environ.setdefault("DAGSTER_HOME", str(LOCAL_DIR / "dagster_home"))
-    os.makedirs(home, exist_ok=True)
-    instance_yaml = os.path.join(home, "dagster.yaml")
-    if not os.path.exists(instance_yaml):
-        with open(instance_yaml, "w") as handle:
-            handle.write("# Local instance: SQLite storage in this folder. Production: deploy/dagster.yaml.\n")
-    return home
+    """DAGSTER_HOME, by default a local folder with Dagster's SQLite storage and the production limits."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(get_settings().local_dir / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    text = ("# Local instance: SQLite storage in this folder, the limits of deploy/dagster.yaml "
+            "(written by make demo/dev).\n" + yaml.safe_dump(local_instance_config(), sort_keys=False))
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists() or instance_yaml.read_text() != text:
+        _write_atomically(instance_yaml, text)
+    return str(home)
 
 
 def stop_local_services() -> None:
     """Stop the sandbox this project started and the embedded PostgreSQL."""
-    if SANDBOX_PID_FILE.exists():
+    pid_file = _sandbox_pid_file()
+    if pid_file.exists():
         try:
-            os.kill(int(SANDBOX_PID_FILE.read_text()), signal.SIGTERM)
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
             print("sandbox stopped")
         except (ProcessLookupError, ValueError):
             pass
-        SANDBOX_PID_FILE.unlink()
+        pid_file.unlink()
     if stop_embedded():
         print("embedded PostgreSQL stopped")
 

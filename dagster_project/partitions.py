@@ -1,19 +1,19 @@
 """Daily UTC partitions: today's partition is the regular, cursor-driven run; any other range is a
 backfill that collects exactly those days again and recomputes what they touch."""
 
-import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition
 
-PARTITIONS_START = os.environ.get("BILLING_USAGE_PARTITIONS_START", "2025-10-01")
+from billing_usage.settings import get_settings, utc_now
 
-daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1, timezone="UTC")
+daily_partitions = DailyPartitionsDefinition(start_date=get_settings().partitions_start, end_offset=1,
+                                             timezone="UTC")
 single_run = BackfillPolicy.single_run()
 
 
 def today_partition_key() -> str:
-    return datetime.now(UTC).date().isoformat()
+    return utc_now().date().isoformat()
 
 
 def backfill_days(context: AssetExecutionContext) -> tuple[str, str] | None:

@@ -6,7 +6,7 @@ index once raw tables hold millions of rows.
 
 from __future__ import annotations
 
-from dagster_project.warehouse import Warehouse
+from billing_usage.warehouse import Warehouse
 
 RAW_INDEXES = {
     "retell": [("calls", "call_id"), ("calls", "_dlt_load_id")],

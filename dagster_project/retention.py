@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from dateutil.relativedelta import relativedelta
 
-from dagster_project.warehouse import Warehouse, resolve_warehouse
+from billing_usage.settings import utc_now
+from billing_usage.warehouse import Warehouse, resolve_warehouse
 
 DEFAULT_MONTHS = 13
 
@@ -162,7 +163,7 @@ def run_retention(warehouse: Warehouse, cutoff: datetime, dry_run: bool) -> Rete
 
 
 def default_cutoff(months: int = DEFAULT_MONTHS) -> datetime:
-    return datetime.now(UTC) - relativedelta(months=months)
+    return utc_now() - relativedelta(months=months)
 
 
 def main() -> int:

@@ -2,18 +2,19 @@
 
 
 import json
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, AssetObservation
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from billing_usage.locks import advisory_lock
+from billing_usage.ops_schema import store_pii_salt
+from billing_usage.settings import PROJECT_ROOT, utc_now
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
 from dagster_project.resources import WarehouseResource
-from dagster_project.warehouse import PROJECT_ROOT
 from webhooks.landing import ensure_landing_tables
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -22,20 +23,13 @@ dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_D
 dbt_project.prepare_if_dev()
 
 
-def prepare_manifest() -> Path:
-    """Write target/manifest.json with `dbt parse` (needs no database)."""
-    subprocess.run([DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                    "--profiles-dir", str(DBT_PROJECT_DIR)], check=True)
-    return dbt_project.manifest_path
-
-
-def dbt_build_args(backfill: tuple[str, str] | None = None) -> list[str]:
-    """`dbt build` for production runs (unit tests belong to the test suite); a backfill passes its
-    days [start, end) so the daily aggregates recompute them."""
-    args = ["build", "--exclude", "test_type:unit"]
+def dbt_build_args(as_of: str, backfill: tuple[str, str] | None = None) -> list[str]:
+    """`dbt build` for production runs (unit tests belong to the test suite), with cycle statuses
+    computed for `as_of`; a backfill passes its days [start, end) so the daily aggregates recompute them."""
+    build_vars = {"as_of": as_of}
     if backfill:
-        args += ["--vars", json.dumps({"backfill_start": backfill[0], "backfill_end": backfill[1]})]
-    return args
+        build_vars |= {"backfill_start": backfill[0], "backfill_end": backfill[1]}
+    return ["build", "--exclude", "test_type:unit", "--vars", json.dumps(build_vars)]
 
 
 class LayerTranslator(DagsterDbtTranslator):
@@ -47,8 +41,18 @@ class LayerTranslator(DagsterDbtTranslator):
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=LayerTranslator(),
-            partitions_def=daily_partitions, backfill_policy=single_run)
+            partitions_def=daily_partitions, backfill_policy=single_run, pool="dbt_warehouse")
 def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    with warehouse.warehouse.connect() as connection:
-        ensure_landing_tables(connection)  # the webhook sources exist before the receiver's first delivery
-    yield from dbt.cli(dbt_build_args(backfill_days(context)), context=context).stream()
+    """One dbt build at a time per warehouse: concurrent builds collide on view and table swaps."""
+    with advisory_lock(warehouse.warehouse, "dbt:build", context.run_id, warehouse.settings.lock_wait_seconds,
+                       context.log.info) as lock:
+        if not lock.acquired:
+            context.log.warning(f"dbt build {lock.skip_message}")
+            for key in context.selected_asset_keys:
+                yield AssetObservation(asset_key=key, metadata={"skipped": lock.skip_message})
+            return
+        with warehouse.warehouse.connect() as connection:
+            ensure_landing_tables(connection)  # the webhook sources exist before the receiver's first delivery
+            store_pii_salt(connection, warehouse.settings.pii_salt)
+        args = dbt_build_args(utc_now().isoformat(), backfill_days(context))
+        yield from dbt.cli(args, context=context).stream()

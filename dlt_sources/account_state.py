@@ -2,7 +2,8 @@
 
     resource_state["accounts"][<account>] = {
         "cursor": ..., "last_success_at": ..., "rows_last_run": ..., "requests_last_run": ...,
-        "retries_last_run": ..., "warning": ... (e.g. days that can no longer be collected)
+        "retries_last_run": ..., "warning": ... (e.g. days that can no longer be collected),
+        "load_id": the load package that wrote this, so a run can tell the accounts it collected
     }
 """
 
@@ -35,5 +36,6 @@ def record_success(account: str, cursor: object, rows: int, requests: RequestSta
         rows_last_run=rows,
         requests_last_run=requests.requests,
         retries_last_run=requests.retries,
+        load_id=dlt.current.load_package_state()["load_id"],
         **extra,
     )

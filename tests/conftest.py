@@ -1,4 +1,9 @@
-"""Shared fixtures: a database of this run's own, the provider sandbox, and one full pipeline run."""
+"""Shared fixtures: a database of this run's own, the provider sandbox, and one full pipeline run.
+
+The suite never reads the calendar: every sandbox ends on TEST_END_DATE and the business clock
+(BILLING_USAGE_NOW) is fixed to the morning after it, for the whole session. Run the suite under
+another clock with BILLING_USAGE_TEST_END_DATE=YYYY-MM-DD.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,33 @@ import json
 import os
 import uuid
 from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
-from dagster_project.local_env import PROVIDERS_ENV, sandbox_source_config
-from dagster_project.warehouse import DATABASE_URL_ENV, Warehouse, create_database, drop_database, start_embedded
+from billing_usage.settings import DATABASE_URL_ENV, NOW_ENV, PII_SALT_ENV, PROVIDERS_ENV, SANDBOX_PII_SALT
+from billing_usage.warehouse import Warehouse, create_database, drop_database, start_embedded
+from dagster_project.local_env import sandbox_source_config
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
 TEST_SERVER_ENV = "BILLING_USAGE_TEST_DATABASE_URL"
 # Copies of the official examples and signature vectors from shared/reference/provider-fixtures.
 REFERENCE = Path(__file__).resolve().parent / "fixtures" / "provider_reference"
-SMALL = SandboxConfig(seed=7, clients=3, agents_per_client=2, days=5, calls_per_agent_per_day=6)
+TEST_END_DATE = date.fromisoformat(os.environ.get("BILLING_USAGE_TEST_END_DATE", "2026-03-15"))
+TEST_NOW = datetime.combine(TEST_END_DATE + timedelta(days=1), time(6, 0)).isoformat() + "+00:00"
+SMALL = SandboxConfig(seed=7, clients=3, agents_per_client=2, days=5, calls_per_agent_per_day=6,
+                      end_date=TEST_END_DATE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixed_clock():
+    """The business clock of the whole session: the morning after the sandboxes' last day."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(NOW_ENV, TEST_NOW)
+        yield TEST_NOW
 
 
 def reference_json(*parts: str):
@@ -63,6 +81,7 @@ def pipeline_environment(warehouse: Warehouse, sandbox, directory_path: Path):
     with pytest.MonkeyPatch.context() as env:
         env.setenv(PROVIDERS_ENV, "live")
         env.setenv(DATABASE_URL_ENV, warehouse.url)
+        env.setenv(PII_SALT_ENV, SANDBOX_PII_SALT)
         for name, value in {**sandbox_source_config(sandbox.base_url, sandbox.config, str(directory_path)),
                             **warehouse.dbt_env()}.items():
             env.setenv(name, value)
@@ -79,3 +98,12 @@ def run_job(name: str, instance=None, partition_key: str | None = None):
     job = defs.resolve_job_def(name)
     partition = (partition_key or today_partition_key()) if job.partitions_def else None
     return job.execute_in_process(instance=instance or DagsterInstance.ephemeral(), partition_key=partition)
+
+
+def run_pipeline(instance=None, partition_key: str | None = None):
+    """Collection then the model build, as the schedule and its sensor run them."""
+    from dagster import DagsterInstance
+
+    from dagster_project.pipeline_runs import run_usage_pipeline
+
+    return run_usage_pipeline(instance or DagsterInstance.ephemeral(), partition_key)

@@ -10,7 +10,7 @@ from dagster import DagsterInstance
 
 from dagster_project.backfill import backfill
 from sandbox.totals import expected_totals
-from tests.conftest import SMALL, pipeline_environment, run_job
+from tests.conftest import SMALL, pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 FIRST, LAST = SMALL.start_date + timedelta(days=1), SMALL.start_date + timedelta(days=2)
@@ -38,7 +38,7 @@ def backfilled(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("backfill")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
         instance = DagsterInstance.ephemeral()
-        assert run_job("usage_pipeline", instance).success
+        assert run_pipeline(instance).success
         before = _snapshot(warehouse)
         cursors = _query(warehouse, "select source, resource, account, cursor_position from ops.collector_state")
         once = backfill(FIRST, LAST, instance)
@@ -54,7 +54,9 @@ def backfilled(database_factory, sandbox_server, tmp_path_factory):
 def test_the_backfill_runs_once_over_the_range(backfilled):
     for result in backfilled["runs"]:
         assert result.success
-        assert result.dagster_run.tags["dagster/asset_partition_range_start"] == FIRST.isoformat()
+        for run in result.results:  # collection, then the build over the same range
+            assert run.dagster_run.tags["dagster/asset_partition_range_start"] == FIRST.isoformat()
+            assert run.dagster_run.tags["dagster/asset_partition_range_end"] == LAST.isoformat()
 
 
 def test_only_the_range_is_collected_again(backfilled):

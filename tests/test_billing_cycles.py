@@ -12,7 +12,7 @@ import pytest
 
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
-from tests.conftest import SMALL, pipeline_environment, run_job
+from tests.conftest import SMALL, pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +38,9 @@ def closed(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("cycles")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
 
-        assert run_job("usage_pipeline").success
-    as_of = datetime.now(UTC) + timedelta(days=70)  # every cycle holding the generated days has closed
+        assert run_pipeline().success
+    # every cycle holding the generated days has closed by then
+    as_of = datetime.combine(SMALL.end_date, datetime.min.time(), UTC) + timedelta(days=70)
     _build(warehouse, as_of)
     frozen = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
     agent = clients(SMALL)[0].agents[0]

@@ -11,6 +11,7 @@ import textwrap
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import dlt
@@ -18,7 +19,7 @@ import pytest
 import requests
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from dagster_project.warehouse import PROJECT_ROOT
+from billing_usage.settings import NOW_ENV, PROJECT_ROOT
 from dlt_sources.http_client import ProviderClient, ProviderError
 from dlt_sources.openrouter import missed_days, openrouter_source
 from dlt_sources.retell import retell_source
@@ -27,7 +28,7 @@ from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 from sandbox.totals import iter_records
-from tests.conftest import SMALL
+from tests.conftest import SMALL, TEST_NOW
 
 pytestmark = pytest.mark.integration
 FAST_RETRY = {"max_attempts": 8, "backoff_seconds": 0.01}
@@ -201,10 +202,11 @@ def test_late_prices_update_the_raw_rows_in_place(sandbox_server, warehouse, pip
         Decimal(str(c["call_cost"]["combined_cost"])) for c in calls)
 
 
-def test_second_run_rereads_only_the_lookback_window(sandbox_server, warehouse, pipelines_dir):
+def test_second_run_rereads_only_the_lookback_window(sandbox_server, warehouse, pipelines_dir, monkeypatch):
     pipeline = _pipeline(warehouse, "retell", pipelines_dir)
     pipeline.run(_retell(sandbox_server))
     first = pipeline.state["sources"]["retell"]["resources"]["calls"]["accounts"]["ws0"]
+    monkeypatch.setenv(NOW_ENV, (datetime.fromisoformat(TEST_NOW) + timedelta(hours=1)).isoformat())  # an hour on
     pipeline.run(_retell(sandbox_server, lookback_hours=48))
     second = pipeline.state["sources"]["retell"]["resources"]["calls"]["accounts"]["ws0"]
     window_start = first["cursor"] - 48 * 3_600_000
@@ -217,7 +219,7 @@ def test_second_run_rereads_only_the_lookback_window(sandbox_server, warehouse, 
 
 def test_several_retell_workspaces_and_twilio_subaccounts(warehouse, pipelines_dir):
     config = SandboxConfig(seed=11, clients=4, agents_per_client=1, days=2, calls_per_agent_per_day=3,
-                           retell_workspaces=2)
+                           retell_workspaces=2, end_date=SMALL.end_date)
     server = start_in_thread(config)
     try:
         retell = _pipeline(warehouse, "retell", pipelines_dir)
@@ -251,3 +253,17 @@ def test_openrouter_days_beyond_the_30_day_window_are_counted(last_day, oldest, 
     from datetime import date
 
     assert missed_days(date.fromisoformat(last_day) if last_day else None, date.fromisoformat(oldest)) == lost
+
+
+def test_twilio_request_counts_are_what_the_provider_served(sandbox_server, warehouse, pipelines_dir):
+    def served() -> int:  # the health request counts itself
+        return requests.get(f"{sandbox_server.base_url}/_sandbox/health", timeout=5).json()["requests_served"]
+
+    before = served()
+    pipeline = _pipeline(warehouse, "twilio", pipelines_dir)
+    pipeline.run(_twilio(sandbox_server))
+    answered = served() - before - 1
+    resources = pipeline.state["sources"]["twilio"]["resources"]
+    recorded = sum(state["requests_last_run"] for resource in resources.values()
+                   for state in resource["accounts"].values())
+    assert recorded == answered and answered > 0

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from dagster import AssetKey
 
+from billing_usage.settings import PROJECT_ROOT
 from dagster_project.definitions import defs
 from dagster_project.ingestion import collector_quarantine_assets, raw_assets
 from dagster_project.sensors import webhook_landing_assets
 from dagster_project.transformation import dbt_build_args, dbt_project
-from dagster_project.warehouse import PROJECT_ROOT
 
 
 def _manifest() -> dict:
@@ -43,17 +43,23 @@ def test_lineage_runs_from_raw_tables_to_daily_usage():
         assert raw in upstream
 
 
-def test_usage_pipeline_job_and_schedule_are_defined():
-    job = defs.resolve_job_def("usage_pipeline")
-    assert job is not None
-    schedule = defs.resolve_schedule_def("usage_pipeline_schedule")
-    assert schedule.cron_schedule == "*/10 * * * *"
+def test_collection_and_build_jobs_schedule_and_sensor_are_defined():
+    collect, build = defs.resolve_job_def("collect_usage"), defs.resolve_job_def("build_models")
+    raw = {key for assets in raw_assets for key in assets.keys}
+    assert set(collect.asset_layer.executable_asset_keys) == raw
+    built = set(build.asset_layer.executable_asset_keys)
+    assert not built & raw and AssetKey(["marts", "fct_daily_usage"]) in built
+    schedule = defs.resolve_schedule_def("collect_usage_schedule")
+    assert schedule.cron_schedule == "*/10 * * * *" and schedule.job_name == "collect_usage"
+    assert defs.resolve_sensor_def("build_after_collection_sensor").job_name == "build_models"
 
 
-def test_production_dbt_build_excludes_unit_tests():
-    args = dbt_build_args()
+def test_production_dbt_build_excludes_unit_tests_and_fixes_the_clock():
+    args = dbt_build_args("2026-03-16T06:00:00+00:00", ("2026-03-01", "2026-03-03"))
     assert args[0] == "build"
     assert args[args.index("--exclude") + 1] == "test_type:unit"
+    assert json.loads(args[args.index("--vars") + 1]) == {
+        "as_of": "2026-03-16T06:00:00+00:00", "backfill_start": "2026-03-01", "backfill_end": "2026-03-03"}
 
 
 def test_workspace_yaml_loads():

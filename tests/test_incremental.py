@@ -17,7 +17,7 @@ from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
 from sandbox.totals import expected_totals
 from sandbox.usage import client_day
-from tests.conftest import SMALL, pipeline_environment, run_job
+from tests.conftest import SMALL, pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +50,11 @@ def settled(database_factory, sandbox_server, tmp_path_factory):
         instance = DagsterInstance.ephemeral()
         requests.post(control, json={"days": 1}, timeout=5)
         try:
-            assert run_job("usage_pipeline", instance).success
+            assert run_pipeline(instance).success
         finally:
             requests.delete(control, timeout=5)
         before = {sid: _event(warehouse, sid, "voice_minutes") for sid in (leg_pending, leg_stable)}
-        assert run_job("usage_pipeline", instance).success
+        assert run_pipeline(instance).success
         after = {sid: _event(warehouse, sid, "voice_minutes") for sid in (leg_pending, leg_stable)}
     return {"warehouse": warehouse, "before": before, "after": after, "pending": leg_pending,
             "stable": leg_stable, "tmp": tmp_path_factory.mktemp("dbt_target")}

@@ -16,7 +16,7 @@ from dagster import AssetKey, DagsterInstance
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_project
 from sandbox.agency import clients
 from sandbox.totals import expected_totals, iter_records
-from tests.conftest import SMALL, pipeline_environment, run_job
+from tests.conftest import SMALL, pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +45,9 @@ def pipeline(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("pipeline")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
         instance = DagsterInstance.ephemeral()
-        first = run_job("usage_pipeline", instance)
+        first = run_pipeline(instance)
         after_first = (_raw_counts(warehouse), _canonical_totals(warehouse))
-        second = run_job("usage_pipeline", instance)
+        second = run_pipeline(instance)
         yield {"warehouse": warehouse, "first": first, "second": second, "after_first": after_first}
 
 

@@ -12,11 +12,12 @@ from dagster import DagsterInstance
 
 from dagster_project.retention import run_retention
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
-from tests.conftest import pipeline_environment, run_job
+from tests.conftest import TEST_END_DATE, pipeline_environment, run_job, run_pipeline
 
 pytestmark = pytest.mark.integration
-AS_OF = datetime.now(UTC) + timedelta(days=70)  # the generated days' cycles are all closed by then
-CUTOFF = datetime.now(UTC) + timedelta(days=40)  # and they all ended before this
+END_OF_DATA = datetime.combine(TEST_END_DATE, datetime.min.time(), UTC)
+AS_OF = END_OF_DATA + timedelta(days=70)  # the generated days' cycles are all closed by then
+CUTOFF = END_OF_DATA + timedelta(days=40)  # and they all ended before this
 
 
 def _query(warehouse, sql: str, params=None) -> list[tuple]:
@@ -44,12 +45,13 @@ def _counts(warehouse) -> dict:
 def retained(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("retention")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
-        assert run_job("usage_pipeline").success
+        assert run_pipeline().success
         assert _build(warehouse, AS_OF).returncode == 0
         with warehouse.connect() as connection, connection.cursor() as cursor:
             # client_002's stored aggregate no longer matches its events: its cycle must not be purged
             cursor.execute("update marts.fct_cycle_usage set cost_usd = cost_usd + 1 "
                            "where client_id = 'client_002' and provider = 'retell' and metric = 'voice_seconds'")
+            tampered = cursor.rowcount  # one row per cycle the generated days touch
         before = _counts(warehouse)
         dry = run_retention(warehouse, CUTOFF, dry_run=True)
         after_dry = _counts(warehouse)
@@ -60,13 +62,15 @@ def retained(database_factory, sandbox_server, tmp_path_factory):
         again = run_retention(warehouse, CUTOFF, dry_run=False)
         asset_run = run_job("retention", DagsterInstance.ephemeral())
     return {"warehouse": warehouse, "before": before, "dry": dry, "after_dry": after_dry, "applied": applied,
-            "after": after, "purged": purged, "rebuild": rebuild, "again": again, "asset_run": asset_run}
+            "after": after, "purged": purged, "rebuild": rebuild, "again": again, "asset_run": asset_run,
+            "tampered": tampered}
 
 
 def test_a_dry_run_lists_what_would_go_and_changes_nothing(retained):
     dry = retained["dry"]
     assert {c.client_id for c in dry.purge} == {"client_001", "client_003"}
-    assert [(c.client_id, c.refusals) for c in dry.refused] == [("client_002", ["does not reconcile"])]
+    assert [(c.client_id, c.refusals) for c in dry.refused] == \
+        [("client_002", ["does not reconcile"])] * retained["tampered"]
     assert retained["after_dry"] == retained["before"]
     assert any(line.startswith("  would purge client_001") for line in dry.lines())
 
@@ -89,12 +93,13 @@ def test_cycle_aggregates_and_adjustments_stay(retained):
 
 
 def test_a_refused_cycle_waits_until_the_ledger_reconciles_it(retained):
-    assert [(c.client_id, c.refusals) for c in retained["applied"].refused] == [
-        ("client_002", ["does not reconcile"])]
+    assert [(c.client_id, c.refusals) for c in retained["applied"].refused] == \
+        [("client_002", ["does not reconcile"])] * retained["tampered"]
     # The next build books the difference as an adjustment; then the cycle reconciles and may go.
     adjustments = _query(retained["warehouse"], "select client_id, delta_cost_usd, reason "
                                                 "from marts.fct_cycle_adjustments")
-    assert adjustments == [("client_002", -1, "removed_after_close")]
-    assert [c.client_id for c in retained["again"].purge] == ["client_002"] and not retained["again"].refused
+    assert adjustments == [("client_002", -1, "removed_after_close")] * retained["tampered"]
+    assert [c.client_id for c in retained["again"].purge] == ["client_002"] * retained["tampered"]
+    assert not retained["again"].refused
     checks = {e.check_name: e.passed for e in retained["asset_run"].get_asset_check_evaluations()}
     assert checks == {"every_expired_cycle_reconciles": True}  # the asset's own cutoff: nothing expired yet

@@ -107,7 +107,8 @@ def test_generation_is_deterministic_and_seeded():
 
 
 def test_scale_parameters_drive_the_volume():
-    config = SandboxConfig(seed=1, clients=2, agents_per_client=3, days=4, calls_per_agent_per_day=5)
+    config = SandboxConfig(seed=1, clients=2, agents_per_client=3, days=4, calls_per_agent_per_day=5,
+                           end_date=SMALL.end_date)
     totals = expected_totals(config)
     assert totals[("retell", "client_001")].objects == 3 * 4 * 5
     assert {client for _, client in totals} == {"client_001", "client_002"}

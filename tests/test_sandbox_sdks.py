@@ -4,7 +4,7 @@ against their models, strictly; twilio's typed instances must carry the values t
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -24,8 +24,9 @@ from sandbox.config import SandboxConfig
 from sandbox.openrouter_api import KEYS_PAGE, default_workspace_id
 from sandbox.server import start_in_thread
 from sandbox.usage import USAGE_CATEGORIES, client_day, openrouter_activity, usage_totals
+from tests.conftest import TEST_END_DATE
 
-END_DATE = date(2026, 3, 15)
+END_DATE = TEST_END_DATE
 CONFIG = SandboxConfig(seed=23, clients=3, agents_per_client=2, days=4, calls_per_agent_per_day=5,
                        retell_workspaces=2, end_date=END_DATE)
 # Enough clients for two pages of OpenRouter keys, and little else.

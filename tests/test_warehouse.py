@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, asset, materialize
 
-from dagster_project.warehouse import PROJECT_ROOT, Warehouse, start_embedded, stop_embedded
+from billing_usage.settings import PROJECT_ROOT
+from billing_usage.warehouse import Warehouse, start_embedded, stop_embedded
 
 
 def test_url_round_trip_with_socket_directory_and_password():

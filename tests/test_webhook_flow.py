@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -16,9 +17,9 @@ from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_cont
 from dagster_project.resources import WarehouseResource
 from sandbox.agency import clients
 from sandbox.totals import expected_totals
-from sandbox.usage import client_day
+from sandbox.usage import client_day, rfc2822
 from sandbox.webhook_sender import send_webhooks
-from tests.conftest import SMALL, pipeline_environment, run_job
+from tests.conftest import SMALL, TEST_NOW, pipeline_environment, run_job, run_pipeline
 from webhooks.app import create_app
 from webhooks.settings import WebhookSettings
 from webhooks.signatures import retell_signature, twilio_signature
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 WEBHOOK_ONLY_CALL = "call_only_seen_by_webhook"
 WEBHOOK_ONLY_LEG = "CA" + "f" * 32
+LEG_ENDED = datetime.combine(SMALL.end_date, datetime.min.time(), UTC).replace(hour=10)
 
 
 def _query(warehouse, sql: str, params=None) -> list[tuple]:
@@ -50,13 +52,14 @@ def flow(database_factory, sandbox_server, tmp_path_factory):
         from dagster_project.definitions import defs
 
         instance = DagsterInstance.ephemeral()
-        assert run_job("usage_pipeline", instance).success
+        assert run_pipeline(instance).success
 
         statuses = send_webhooks(SMALL, SMALL.end_date, f"{base}/webhooks/retell", f"{base}/webhooks/twilio")
         agent = clients(SMALL)[1].agents[0]
+        ended_ms = int(datetime.fromisoformat(TEST_NOW).timestamp() * 1000)
         call = {"call_id": WEBHOOK_ONLY_CALL, "agent_id": agent.retell_agent_id, "call_type": "web_call",
-                "call_status": "ended", "start_timestamp": int(time.time() * 1000) - 60_000,
-                "end_timestamp": int(time.time() * 1000), "duration_ms": 60_000,
+                "call_status": "ended", "start_timestamp": ended_ms - 60_000,
+                "end_timestamp": ended_ms, "duration_ms": 60_000,
                 "call_cost": {"product_costs": [], "total_duration_seconds": 60, "combined_cost": 123.4567}}
         body = json.dumps({"event": "call_analyzed", "call": call})
         requests.post(f"{base}/webhooks/retell", data=body, timeout=5,
@@ -64,7 +67,7 @@ def flow(database_factory, sandbox_server, tmp_path_factory):
                       ).raise_for_status()
         params = {"CallSid": WEBHOOK_ONLY_LEG, "AccountSid": clients(SMALL)[1].twilio_subaccount_sid,
                   "CallStatus": "completed", "CallDuration": "61", "Direction": "inbound",
-                  "From": "+13035550100", "To": agent.phone_number, "Timestamp": "Wed, 25 Nov 2026 10:00:00 +0000"}
+                  "From": "+13035550100", "To": agent.phone_number, "Timestamp": rfc2822(LEG_ENDED)}
         requests.post(f"{base}/webhooks/twilio", data=params, timeout=5, headers={
             "X-Twilio-Signature": twilio_signature(f"{base}/webhooks/twilio", params, SMALL.twilio_auth_token)}
         ).raise_for_status()
@@ -73,7 +76,7 @@ def flow(database_factory, sandbox_server, tmp_path_factory):
             first = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
             context.update_cursor(first.cursor)
             second = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
-        refresh = run_job("webhook_refresh", instance)
+        refresh = run_job("build_models", instance)
     server.should_exit = True
     thread.join(5)
     yield {"warehouse": warehouse, "statuses": statuses, "sensor": (first, second), "refresh": refresh}

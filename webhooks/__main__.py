@@ -7,8 +7,8 @@ import os
 
 import uvicorn
 
+from billing_usage.warehouse import resolve_warehouse
 from dagster_project.local_env import ensure_provider_config
-from dagster_project.warehouse import resolve_warehouse
 from webhooks.app import create_app
 from webhooks.settings import DEFAULT_PORT, WebhookSettings
 

@@ -50,7 +50,7 @@
     {%- set table = usage_event_watermarks_table() -%}
     {%- for _, source_name, table_name, _, kind in usage_event_raw_tables() -%}
         {%- do run_query("insert into " ~ table ~ " (raw_table, pending) select '" ~ source_name ~ "." ~ table_name
-            ~ "', " ~ _position_text(kind) ~ " from " ~ source(source_name, table_name)
+            ~ "', " ~ _position_text(kind) ~ " from " ~ raw_source(source_name, table_name)
             ~ " on conflict (raw_table) do update set pending = excluded.pending") -%}
     {%- endfor -%}
 {% endmacro %}
@@ -76,7 +76,7 @@
         {%- set key_expression = key or surrogate_key(['date', 'api_key_hash', 'model_permaslug', 'endpoint_id']) -%}
         {%- if pending is not none -%}
         {%- do selects.append("select " ~ kind_expression ~ ", " ~ key_expression ~ " from "
-            ~ source(source_name, table_name) ~ " where "
+            ~ raw_source(source_name, table_name) ~ " where "
             ~ _window_condition(kind, processed, pending, overlap_minutes)) -%}
         {%- endif -%}
     {%- endfor -%}

@@ -3,23 +3,12 @@
     md5(concat_ws(':', {% for part in parts %}coalesce(({{ part }})::text, ''){% if not loop.last %}, {% endif %}{% endfor %}))
 {%- endmacro %}
 
-{# Phone numbers leave staging only as a salted hash. #}
+{# Phone numbers leave staging only as a salted hash. The salt lives in ops.pii_salt (written from
+   BILLING_USAGE_PII_SALT before every build), never in the SQL text. #}
 {% macro hash_phone(expression) -%}
     case when {{ expression }} is not null
-        then 'ph_' || left(md5('{{ var("pii_salt", "billing-usage") }}:' || {{ expression }}), 16)
+        then 'ph_' || left(md5((select salt from ops.pii_salt) || ':' || {{ expression }}), 16)
     end
-{%- endmacro %}
-
-{# A source table that exists only once something was written to it (dlt creates tables lazily):
-   select from it if it exists, else from an empty row set of the given columns. The source() call
-   comes first so lineage is recorded either way. #}
-{% macro optional_source(source_name, table_name, empty_columns) -%}
-    {%- set relation = source(source_name, table_name) -%}
-    {%- if execute and load_relation(relation) is none -%}
-    (select {% for name, type in empty_columns.items() %}null::{{ type }} as {{ name }}{{ ", " if not loop.last }}{% endfor %} where false) as not_created_yet
-    {%- else -%}
-    {{ relation }}
-    {%- endif -%}
 {%- endmacro %}
 
 {# What makes an event different for billing: a change here moves last_changed_at. #}

@@ -1,16 +1,25 @@
 {# Unit conversions, each done once, in staging. #}
 
 {% macro cents_to_usd(expression) -%}
-    (({{ expression }})::numeric * 0.01)
+    ({{ safe_numeric(expression) }} * 0.01)
 {%- endmacro %}
 
+{# Epoch milliseconds; null outside years 1970..5000 (bad input must not stop the build). #}
 {% macro epoch_ms_to_timestamptz(expression) -%}
-    to_timestamp(({{ expression }})::numeric / 1000)
+    to_timestamp(case when {{ safe_numeric(expression) }} between 0 and 95617584000000
+                      then {{ safe_numeric(expression) }} / 1000 end)
 {%- endmacro %}
 
-{# A number given as text, or null when the text is not one (bad input must not stop the build). #}
+{# A number given as text (exponents included, as JSON writes them), or null when the text is not
+   one (bad input must not stop the build). #}
 {% macro safe_numeric(expression) -%}
-    case when trim({{ expression }}) ~ '^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)$' then trim({{ expression }})::numeric end
+    case when trim({{ expression }}) ~ '^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,3})?$'
+        then trim({{ expression }})::numeric end
+{%- endmacro %}
+
+{# A whole number given as text, or null when it is not one or does not fit an integer. #}
+{% macro safe_integer(expression) -%}
+    case when trim({{ expression }}) ~ '^[+-]?[0-9]{1,9}$' then trim({{ expression }})::integer end
 {%- endmacro %}
 
 {# Twilio reports charges as negative strings ("-0.00750"); null until the price settles. #}
@@ -28,5 +37,5 @@
 {%- endmacro %}
 
 {% macro json_number(expression) -%}
-    ({{ expression }})::numeric
+    {{ safe_numeric(expression) }}
 {%- endmacro %}

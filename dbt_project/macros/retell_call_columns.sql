@@ -4,7 +4,7 @@
     {{ return([
         ('call_id', call_id or "(" ~ call ~ " ->> 'call_id')"),
         ('retell_agent_id', "(" ~ call ~ " ->> 'agent_id')"),
-        ('agent_version', "(" ~ call ~ " ->> 'agent_version')::integer"),
+        ('agent_version', safe_integer("(" ~ call ~ " ->> 'agent_version')")),
         ('call_type', "(" ~ call ~ " ->> 'call_type')"),
         ('call_status', "(" ~ call ~ " ->> 'call_status')"),
         ('direction', "(" ~ call ~ " ->> 'direction')"),
@@ -14,12 +14,13 @@
         ('twilio_call_sid', "(" ~ call ~ " -> 'telephony_identifier' ->> 'twilio_call_sid')"),
         ('started_at', epoch_ms_to_timestamptz(call ~ " ->> 'start_timestamp'")),
         ('ended_at', epoch_ms_to_timestamptz(call ~ " ->> 'end_timestamp'")),
-        ('duration_ms', "(" ~ call ~ " ->> 'duration_ms')::bigint"),
+        ('duration_ms', safe_numeric("(" ~ call ~ " ->> 'duration_ms')")),
         ('billed_duration_seconds', json_number(call ~ " -> 'call_cost' ->> 'total_duration_seconds'")),
         ('combined_cost_usd', cents_to_usd(call ~ " -> 'call_cost' ->> 'combined_cost'")),
         ('product_costs', "(" ~ call ~ " -> 'call_cost' -> 'product_costs')"),
-        ('llm_tokens', "(select sum(token_count::numeric) from jsonb_array_elements_text("
-                       ~ call ~ " -> 'llm_token_usage' -> 'values') as token_count)"),
+        ('llm_tokens', "(select sum(" ~ safe_numeric('token_count') ~ ") from jsonb_array_elements_text("
+                       ~ "case when jsonb_typeof(" ~ call ~ " -> 'llm_token_usage' -> 'values') = 'array' then "
+                       ~ call ~ " -> 'llm_token_usage' -> 'values' end) as token_count)"),
         ('llm_requests', json_number(call ~ " -> 'llm_token_usage' ->> 'num_requests'")),
     ]) }}
 {% endmacro %}

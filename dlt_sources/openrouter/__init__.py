@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import dlt
 from dlt.sources import DltResource
 
+from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
@@ -64,7 +65,7 @@ def activity(clients: list[ProviderClient], lookback_days: int, backfill: Backfi
     /activity reaches 30 completed days back only. Days lost beyond that cannot be recovered:
     they are logged as an error and kept as a warning in the key's collector state.
     """
-    today = datetime.now(UTC).date()
+    today = utc_now().date()
     yesterday, oldest_available = today - timedelta(days=1), today - timedelta(days=ACTIVITY_DAYS_AVAILABLE)
     for client in clients:
         for key in iter_keys(client):

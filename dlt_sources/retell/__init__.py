@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 
 import dlt
 from dlt.sources import DltResource
 
+from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
@@ -58,7 +58,7 @@ def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initia
     failed or killed run leaves it where it was. A backfill does not move it.
     """
     for name, client in clients:
-        run_started_ms = int(time.time() * 1000)
+        run_started_ms = int(utc_now().timestamp() * 1000)
         previous = account_state(name).get("cursor")
         if backfill:
             start_ms, end_ms, cursor = backfill.start_ms, backfill.end_ms, previous

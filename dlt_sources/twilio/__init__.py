@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import dlt
 from dlt.sources import DltResource
 
+from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
@@ -44,17 +45,19 @@ def twilio_source(
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
     `backfill_*`: UTC days [start, end) to collect again."""
     http = http_options(request_timeout, max_attempts, backoff_seconds, max_concurrency=MAX_CONCURRENCY)
-    clients = [
-        (ProviderClient("twilio", base_url, account=a["account_sid"], auth=(a["account_sid"], a["auth_token"]),
-                        **http),
-         a.get("include_subaccounts", True))
-        for a in accounts
-    ]
+
+    def clients() -> list[tuple[ProviderClient, bool]]:
+        """A client per account for each resource, so each resource's request counts are its own."""
+        return [(ProviderClient("twilio", base_url, account=a["account_sid"],
+                                auth=(a["account_sid"], a["auth_token"]), **http),
+                 a.get("include_subaccounts", True))
+                for a in accounts]
+
     window = _Window(lookback_days, initial_days, Backfill.of(backfill_start, backfill_end))
     return [
-        calls(clients, window),
-        messages(clients, window),
-        usage_records(clients, window),
+        calls(clients(), window),
+        messages(clients(), window),
+        usage_records(clients(), window),
     ]
 
 
@@ -66,7 +69,7 @@ class _Window:
         self.lookback_days = lookback_days
         self.initial_days = initial_days
         self.backfill = backfill
-        self.today = datetime.now(UTC).date()
+        self.today = utc_now().date()
 
     def days(self, account_sid: str) -> tuple[date, date]:
         if self.backfill:

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('directory', 'agents') }}
+    select * from {{ raw_source('directory', 'agents') }}
 
 )
 

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('directory', 'clients') }}
+    select * from {{ raw_source('directory', 'clients') }}
 
 )
 

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('directory', 'resource_assignments') }}
+    select * from {{ raw_source('directory', 'resource_assignments') }}
 
 )
 

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('openrouter', 'activity') }}
+    select * from {{ raw_source('openrouter', 'activity') }}
 
 ),
 

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('openrouter', 'keys') }}
+    select * from {{ raw_source('openrouter', 'keys') }}
 
 ),
 

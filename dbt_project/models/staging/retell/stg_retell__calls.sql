@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('retell', 'calls') }}
+    select * from {{ raw_source('retell', 'calls') }}
 
 ),
 

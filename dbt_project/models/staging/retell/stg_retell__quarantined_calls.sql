@@ -1,8 +1,7 @@
 {# Calls the collector could not load (no call_id), kept whole with the reason. #}
 with source as (
 
-    select * from {{ optional_source('retell', 'calls_quarantine',
-        {'call_id': 'text', 'reason': 'text', 'account': 'text', 'record': 'jsonb', 'seen_at': 'timestamptz'}) }}
+    select * from {{ raw_source('retell', 'calls_quarantine') }}
 
 )
 

