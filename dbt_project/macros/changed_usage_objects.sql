@@ -108,7 +108,7 @@
         delete from {{ this }}
         where ({{ changed }})
           and usage_event_id not in (
-              select md5(idempotency_key) from {{ ref('int_usage_events__checked') }}
+              select md5(idempotency_key) from {{ ref('int_usage_events_checked') }}
               where quarantine_reason is null and ({{ changed }})
           )
         returning usage_date

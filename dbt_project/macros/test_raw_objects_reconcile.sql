@@ -5,13 +5,13 @@
 with raw_objects as (
 
     select 'retell' as provider, 'call' as object_type, count(distinct call_id) as objects
-    from {{ ref('int_retell__calls') }}
+    from {{ ref('int_retell_calls_merged') }}
     union all
     select 'retell', 'call', count(*) from {{ ref('stg_retell__quarantined_calls') }}
     union all
-    select 'twilio', 'call', count(*) from {{ ref('int_twilio__calls') }}
+    select 'twilio', 'call', count(*) from {{ ref('int_twilio_calls_merged') }}
     union all
-    select 'twilio', 'message', count(*) from {{ ref('int_twilio__messages') }}
+    select 'twilio', 'message', count(*) from {{ ref('int_twilio_messages_merged') }}
     union all
     select 'twilio', object_type, count(*) from {{ ref('stg_twilio__quarantined_records') }} group by object_type
     union all

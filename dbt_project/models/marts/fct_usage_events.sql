@@ -21,7 +21,7 @@
 
 with events as (
 
-    select * from {{ ref('int_usage_events__checked') }}
+    select * from {{ ref('int_usage_events_checked') }}
     where quarantine_reason is null
       and {{ changed }}
 

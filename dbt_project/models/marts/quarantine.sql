@@ -16,7 +16,7 @@ with rejected_events as (
         occurred_at,
         first_seen_at,
         attributes as details
-    from {{ ref('int_usage_events__checked') }}
+    from {{ ref('int_usage_events_checked') }}
     where quarantine_reason is not null
 
 ),

@@ -2,7 +2,7 @@
    because their cost is already inside combined_cost. #}
 with calls as (
 
-    select * from {{ ref('int_retell__calls') }}
+    select * from {{ ref('int_retell_calls_merged') }}
 
 ),
 

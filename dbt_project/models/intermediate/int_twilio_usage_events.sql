@@ -2,13 +2,13 @@
    The agent is found by our phone number; the client also by the messaging service or subaccount. #}
 with calls as (
 
-    select * from {{ ref('int_twilio__calls') }}
+    select * from {{ ref('int_twilio_calls_merged') }}
 
 ),
 
 messages as (
 
-    select * from {{ ref('int_twilio__messages') }}
+    select * from {{ ref('int_twilio_messages_merged') }}
 
 )
 

@@ -5,7 +5,7 @@
 
 with events as (
 
-    select * from {{ ref('int_usage_events__attributed') }}
+    select * from {{ ref('int_usage_events_attributed') }}
 
 ),
 

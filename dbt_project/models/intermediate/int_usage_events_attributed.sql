@@ -3,7 +3,7 @@
    Without a match the client is 'unattributed' and attribution_status says why. #}
 with events as (
 
-    select * from {{ ref('int_usage_events__unioned') }}
+    select * from {{ ref('int_usage_events_unioned') }}
 
 ),
 
