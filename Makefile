@@ -24,19 +24,19 @@ $(MANIFEST): $(STAMP) $(DBT_FILES)
 	$(BIN)/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
 
 demo: $(MANIFEST)  ## materialize every asset once on the embedded default and print the totals
-	$(BIN)/python -m dagster_project.demo
+	$(BIN)/python -m cli.demo
 
 dev: $(MANIFEST)  ## the Dagster UI on the same setup, http://127.0.0.1:3000
-	$(BIN)/python -m dagster_project.dev
+	$(BIN)/python -m cli.dev
 
 backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make backfill START=2026-01-01 END=2026-01-07
-	$(BIN)/python -m dagster_project.backfill --start $(START) --end $(END)
+	$(BIN)/python -m cli.backfill --start $(START) --end $(END)
 
 retention: $(STAMP)  ## purge detailed events of closed, reconciled cycles older than 13 months (DRY_RUN=1 to preview)
-	$(BIN)/python -m dagster_project.retention $(if $(DRY_RUN),--dry-run)
+	$(BIN)/python -m cli.retention $(if $(DRY_RUN),--dry-run)
 
 webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
-	$(BIN)/python -m webhooks
+	$(BIN)/python -m cli.webhooks
 
 test: $(MANIFEST)  ## every test; BILLING_USAGE_TEST_DATABASE_URL picks a server, else the embedded one
 	$(BIN)/pytest -q
@@ -60,7 +60,7 @@ bench-incremental: $(MANIFEST)  ## fct_usage_events: full refresh against increm
 	$(BIN)/python -m benchmarks.incremental_build
 
 stop:  ## stop the background sandbox and the embedded PostgreSQL
-	-$(BIN)/python -m dagster_project.local_env stop
+	-$(BIN)/python -m cli.local_env stop
 
 clean: stop
 	rm -rf .local dbt_project/target dbt_project/logs

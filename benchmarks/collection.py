@@ -17,7 +17,7 @@ import time
 import dlt
 
 from billing_usage.warehouse import create_database, drop_database, resolve_warehouse
-from dagster_project.local_env import sandbox_source_config
+from cli.local_env import sandbox_source_config
 from dlt_sources.openrouter import openrouter_source
 from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source

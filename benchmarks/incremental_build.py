@@ -18,11 +18,11 @@ import time
 import dlt
 import yaml
 
-from billing_usage.ops_schema import store_pii_salt
+from billing_usage.raw_indexes import ensure_raw_indexes
 from billing_usage.settings import SANDBOX_PII_SALT
+from billing_usage.tables import ensure_tables, store_pii_salt
 from billing_usage.warehouse import create_database, drop_database, resolve_warehouse
-from dagster_project.local_env import sandbox_source_config
-from dagster_project.raw_indexes import ensure_raw_indexes
+from cli.local_env import sandbox_source_config
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from dlt_sources.directory import directory_source
 from dlt_sources.openrouter import openrouter_source
@@ -31,7 +31,6 @@ from dlt_sources.twilio import twilio_source
 from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
-from webhooks.landing import ensure_landing_tables
 
 
 def _dbt(warehouse, *args: str) -> float:
@@ -67,7 +66,7 @@ def main() -> None:
                              destination=dlt.destinations.postgres(credentials=warehouse.url)).run(source())
                 ensure_raw_indexes(warehouse, name)
         with warehouse.connect() as connection:
-            ensure_landing_tables(connection)
+            ensure_tables(connection)
             store_pii_salt(connection, SANDBOX_PII_SALT)
             with connection.cursor() as cursor:
                 cursor.execute("select count(*) from raw_retell.calls")

@@ -35,6 +35,10 @@ class Settings:
     sandbox_url: str
     lock_wait_seconds: float
     partitions_start: str
+    webhooks_host: str
+    webhooks_port: int
+    webhooks_public_url: str | None  # the URL providers call, when the receiver is behind a proxy
+    webhooks_max_body_bytes: int
 
     def __repr__(self) -> str:  # never print the database password or the salt
         return (f"Settings(providers={self.providers!r}, database={'url' if self.database_url else 'embedded'}, "
@@ -69,6 +73,12 @@ class Settings:
                                       "BILLING_USAGE_LOCK_WAIT_SECONDS"),
             partitions_start=_day(environ.get("BILLING_USAGE_PARTITIONS_START", "2025-10-01"),
                                   "BILLING_USAGE_PARTITIONS_START"),
+            webhooks_host=environ.get("BILLING_USAGE_WEBHOOKS_HOST", "127.0.0.1"),
+            webhooks_port=int(_number(environ.get("BILLING_USAGE_WEBHOOKS_PORT", "8000"),
+                                      "BILLING_USAGE_WEBHOOKS_PORT")),
+            webhooks_public_url=(environ.get("BILLING_USAGE_WEBHOOKS_PUBLIC_URL") or "").rstrip("/") or None,
+            webhooks_max_body_bytes=int(_number(environ.get("BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES", "1048576"),
+                                                "BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES")),
         )
 
 

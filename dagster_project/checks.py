@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
-from billing_usage.ops_schema import ensure_ops_tables
+from billing_usage.tables import ensure_tables
 from dagster_project.resources import WarehouseResource
 
 POLLING_FRESHNESS = timedelta(minutes=15)  # NFR: polling collection < 15 min behind the provider
@@ -28,7 +28,7 @@ def _collection_check(source: str, key: AssetKey):
                              "data lost beyond the provider's retention.")
     def check(warehouse: WarehouseResource) -> AssetCheckResult:
         with warehouse.warehouse.connect() as connection:
-            ensure_ops_tables(connection)
+            ensure_tables(connection)
             with connection.cursor() as cursor:
                 cursor.execute("select account, last_success_at, last_error_at, warning from ops.collector_state "
                                "where source = %s", (source,))

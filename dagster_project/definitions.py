@@ -6,11 +6,17 @@ from dagster_dlt import DagsterDltResource
 
 from dagster_project.checks import collection_checks
 from dagster_project.ingestion import collector_quarantine_assets, raw_assets
+from dagster_project.jobs import (
+    build_after_collection_sensor,
+    build_models_job,
+    collect_usage_job,
+    collect_usage_schedule,
+    daily_rollup_schedule,
+)
 from dagster_project.resources import WarehouseResource
-from dagster_project.retention_asset import retention_job, retention_schedule, usage_retention
-from dagster_project.schedules import build_models_job, collect_usage_job, collect_usage_schedule, daily_rollup_schedule
-from dagster_project.sensors import build_after_collection_sensor, webhook_deliveries_sensor, webhook_landing_assets
+from dagster_project.retention import retention_job, retention_schedule, usage_retention
 from dagster_project.transformation import DBT_EXECUTABLE, billing_dbt_models, dbt_project
+from dagster_project.webhooks import webhook_deliveries_sensor, webhook_landing_assets
 
 defs = Definitions(
     assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention],

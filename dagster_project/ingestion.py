@@ -9,12 +9,11 @@ from dagster import AssetExecutionContext, AssetKey, AssetObservation, AssetSpec
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from billing_usage.collector_state import record_failure, record_success
 from billing_usage.locks import advisory_lock
+from billing_usage.raw_indexes import ensure_raw_indexes
 from billing_usage.settings import get_settings
-from dagster_project.collector_state import record_failure, record_success
-from dagster_project.local_env import ensure_provider_config
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
-from dagster_project.raw_indexes import ensure_raw_indexes
 from dagster_project.resources import WarehouseResource
 from dlt_sources.directory import directory_source
 from dlt_sources.http_client import ProviderError
@@ -92,21 +91,18 @@ def _backfill(context: AssetExecutionContext) -> dict:
 @dlt_assets(dlt_source=retell_source(workspaces=[]), dlt_pipeline=_template_pipeline("retell"),
             name="retell", dagster_dlt_translator=RawTranslator(), pool="dlt_retell", **PARTITIONED)
 def retell_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
-    ensure_provider_config()
     yield from _run(context, dlt, warehouse, "retell", retell_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=twilio_source(accounts=[]), dlt_pipeline=_template_pipeline("twilio"),
             name="twilio", dagster_dlt_translator=RawTranslator(), pool="dlt_twilio", **PARTITIONED)
 def twilio_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
-    ensure_provider_config()
     yield from _run(context, dlt, warehouse, "twilio", twilio_source(**_backfill(context)))
 
 
 @dlt_assets(dlt_source=openrouter_source(accounts=[]), dlt_pipeline=_template_pipeline("openrouter"),
             name="openrouter", dagster_dlt_translator=RawTranslator(), pool="dlt_openrouter", **PARTITIONED)
 def openrouter_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
-    ensure_provider_config()
     yield from _run(context, dlt, warehouse, "openrouter", openrouter_source(**_backfill(context)))
 
 
@@ -114,7 +110,6 @@ def openrouter_raw(context: AssetExecutionContext, dlt: DagsterDltResource, ware
             dlt_pipeline=_template_pipeline("directory"), name="directory", dagster_dlt_translator=RawTranslator(),
             pool="dlt_directory")
 def directory_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
-    ensure_provider_config()
     yield from _run(context, dlt, warehouse, "directory", directory_source())
 
 

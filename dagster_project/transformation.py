@@ -11,11 +11,10 @@ from dagster import AssetExecutionContext, AssetObservation
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from billing_usage.locks import advisory_lock
-from billing_usage.ops_schema import store_pii_salt
 from billing_usage.settings import PROJECT_ROOT, utc_now
+from billing_usage.tables import ensure_tables, store_pii_salt
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
 from dagster_project.resources import WarehouseResource
-from webhooks.landing import ensure_landing_tables
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))  # the one beside this interpreter
@@ -52,7 +51,7 @@ def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, ware
                 yield AssetObservation(asset_key=key, metadata={"skipped": lock.skip_message})
             return
         with warehouse.warehouse.connect() as connection:
-            ensure_landing_tables(connection)  # the webhook sources exist before the receiver's first delivery
+            ensure_tables(connection)  # the webhook sources exist before the receiver's first delivery
             store_pii_salt(connection, warehouse.settings.pii_salt)
         args = dbt_build_args(utc_now().isoformat(), backfill_days(context))
         yield from dbt.cli(args, context=context).stream()

@@ -19,7 +19,7 @@ import requests
 
 from billing_usage.settings import DATABASE_URL_ENV, NOW_ENV, PII_SALT_ENV, PROVIDERS_ENV, SANDBOX_PII_SALT
 from billing_usage.warehouse import Warehouse, create_database, drop_database, start_embedded
-from dagster_project.local_env import sandbox_source_config
+from cli.local_env import sandbox_source_config
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
@@ -104,6 +104,6 @@ def run_pipeline(instance=None, partition_key: str | None = None):
     """Collection then the model build, as the schedule and its sensor run them."""
     from dagster import DagsterInstance
 
-    from dagster_project.pipeline_runs import run_usage_pipeline
+    from cli.runs import run_usage_pipeline
 
     return run_usage_pipeline(instance or DagsterInstance.ephemeral(), partition_key)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from dagster import DagsterInstance
 
-from dagster_project.backfill import backfill
+from cli.backfill import backfill
 from sandbox.totals import expected_totals
 from tests.conftest import SMALL, pipeline_environment, run_pipeline
 

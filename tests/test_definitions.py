@@ -12,8 +12,8 @@ from dagster import AssetKey
 from billing_usage.settings import PROJECT_ROOT
 from dagster_project.definitions import defs
 from dagster_project.ingestion import collector_quarantine_assets, raw_assets
-from dagster_project.sensors import webhook_landing_assets
 from dagster_project.transformation import dbt_build_args, dbt_project
+from dagster_project.webhooks import webhook_landing_assets
 
 
 def _manifest() -> dict:

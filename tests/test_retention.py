@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dagster import DagsterInstance
 
-from dagster_project.retention import run_retention
+from billing_usage.retention import run_retention
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from tests.conftest import TEST_END_DATE, pipeline_environment, run_job, run_pipeline
 

@@ -12,13 +12,13 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
+from billing_usage.signatures import verify_retell, verify_twilio
 from sandbox.agency import clients, directory
 from sandbox.config import SandboxConfig
 from sandbox.totals import expected_totals, iter_records
 from sandbox.usage import client_day, openrouter_activity, rfc2822, twilio_price, usage_totals
 from sandbox.webhook_sender import send_webhooks
 from tests.conftest import SMALL, reference_json
-from webhooks.signatures import verify_retell, verify_twilio
 
 
 def _retell(server, body: dict, key: str | None = None) -> requests.Response:

@@ -54,7 +54,7 @@ def test_the_demo_refuses_live_mode_without_a_database_and_starts_no_embedded_se
     env = {key: value for key, value in os.environ.items() if not key.startswith("BILLING_USAGE_DATABASE")}
     env |= {"BILLING_USAGE_PROVIDERS": "live", "BILLING_USAGE_PII_SALT": "pepper",
             "BILLING_USAGE_LOCAL_DIR": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    result = subprocess.run([sys.executable, "-m", "dagster_project.demo"], cwd=PROJECT_ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "cli.demo"], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "BILLING_USAGE_DATABASE_URL is required" in result.stderr and "Traceback" not in result.stderr

@@ -2,8 +2,7 @@
 
 import pytest
 
-from tests.conftest import reference_json
-from webhooks.signatures import (
+from billing_usage.signatures import (
     HMAC_SHA1,
     HMAC_SHA256,
     retell_signature,
@@ -14,6 +13,7 @@ from webhooks.signatures import (
     verify_retell,
     verify_twilio,
 )
+from tests.conftest import reference_json
 
 VECTORS = reference_json("signature_vectors.json")
 RETELL = VECTORS["retell"]

@@ -19,8 +19,8 @@ from dagster import AssetCheckSeverity, DagsterInstance, DagsterRunStatus, RunsF
 
 from billing_usage.locks import advisory_lock
 from billing_usage.settings import PROJECT_ROOT
-from dagster_project.local_env import local_instance_config
-from dagster_project.pipeline_runs import fail_abandoned_runs
+from cli.local_env import local_instance_config
+from cli.runs import fail_abandoned_runs
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 from sandbox.totals import expected_totals
@@ -34,8 +34,8 @@ BUILD_ONE_PARTITION = f"""
 import sys
 from dagster import DagsterInstance
 from dagster_project.definitions import defs
-from dagster_project.local_env import ensure_dagster_home
-from dagster_project.pipeline_runs import _process_tags
+from cli.local_env import ensure_dagster_home
+from cli.runs import _process_tags
 ensure_dagster_home()
 result = defs.resolve_job_def("build_models").execute_in_process(
     instance=DagsterInstance.get(), partition_key="{TODAY}", tags=_process_tags(), raise_on_error=False)
@@ -92,13 +92,13 @@ def collisions(database_factory, sandbox, tmp_path_factory):
     """Two demos at once, then a demo with a backfill, then two model builds at once, on one machine."""
     warehouse = database_factory("collide")
     env = _local_env(warehouse, sandbox, tmp_path_factory.mktemp("local"))
-    first = _spawn(["-m", "dagster_project.demo"], env)
+    first = _spawn(["-m", "cli.demo"], env)
     time.sleep(3)
-    second = _spawn(["-m", "dagster_project.demo"], env)
+    second = _spawn(["-m", "cli.demo"], env)
     demos = [_finish(first), _finish(second)]
     after_demos = _totals(warehouse)
-    demo = _spawn(["-m", "dagster_project.demo"], env)
-    backfill = _spawn(["-m", "dagster_project.backfill", "--start", CONFIG.start_date.isoformat(),
+    demo = _spawn(["-m", "cli.demo"], env)
+    backfill = _spawn(["-m", "cli.backfill", "--start", CONFIG.start_date.isoformat(),
                        "--end", (CONFIG.start_date + timedelta(days=1)).isoformat()], env)
     with_backfill = [_finish(demo), _finish(backfill)]
     after_backfill = _totals(warehouse)
@@ -160,7 +160,7 @@ def test_a_run_that_cannot_get_the_lock_in_time_skips_and_says_who_holds_it(data
 
 
 def test_the_local_instance_has_the_production_limits(tmp_path, monkeypatch):
-    from dagster_project.local_env import ensure_dagster_home
+    from cli.local_env import ensure_dagster_home
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     ensure_dagster_home()
@@ -259,7 +259,7 @@ def test_the_demo_ends_with_its_own_summary_of_an_outage(database_factory, sandb
     warehouse = database_factory("demo_outage")
     env = _local_env(warehouse, sandbox, tmp_path,
                      SOURCES__RETELL__WORKSPACES='[{"name": "workspace_0", "api_key": "key_revoked"}]')
-    code, output = _finish(_spawn(["-m", "dagster_project.demo"], env))
+    code, output = _finish(_spawn(["-m", "cli.demo"], env))
     assert code == 1
     collected = next(line for line in output.splitlines() if line.startswith("collect_usage: ") and "(" in line)
     assert "retell FAILED" in collected and "twilio ok" in collected and "openrouter ok" in collected

@@ -14,6 +14,7 @@ import requests
 import uvicorn
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
+from billing_usage.signatures import retell_signature, twilio_signature
 from dagster_project.resources import WarehouseResource
 from sandbox.agency import clients
 from sandbox.totals import expected_totals
@@ -22,7 +23,6 @@ from sandbox.webhook_sender import send_webhooks
 from tests.conftest import SMALL, TEST_NOW, pipeline_environment, run_job, run_pipeline
 from webhooks.app import create_app
 from webhooks.settings import WebhookSettings
-from webhooks.signatures import retell_signature, twilio_signature
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,13 @@ import pytest
 import requests
 from starlette.routing import Route
 
+from billing_usage.signatures import retell_signature, twilio_body_hash
+from billing_usage.tables import ensure_tables
 from sandbox.webhook_sender import Delivery, retell_deliveries, twilio_deliveries, twilio_headers
 from tests.conftest import SMALL
 from tests.test_webhooks import SETTINGS, serve_app
 from webhooks.app import create_app
-from webhooks.landing import LandingWriter, RefusedByDatabase, ensure_landing_tables
-from webhooks.signatures import retell_signature, twilio_body_hash
+from webhooks.landing import LandingWriter, RefusedByDatabase
 
 pytestmark = pytest.mark.integration
 ACCOUNT_SID = "AC" + "2" * 32
@@ -237,7 +238,7 @@ def _refusing_database(database_factory):
     a CHECK constraint (the error's DETAIL holds the failing row) and a trigger (its message and CONTEXT)."""
     warehouse = database_factory("refusing")
     with warehouse.connect() as connection:
-        ensure_landing_tables(connection)
+        ensure_tables(connection)
         with connection.cursor() as cursor:
             cursor.execute(f"""
                 alter table raw_webhooks.twilio_callbacks

@@ -12,12 +12,8 @@ import pytest
 import requests
 import uvicorn
 
-from sandbox.usage import client_day
-from sandbox.webhook_sender import retell_deliveries, send_webhooks, twilio_deliveries
-from tests.conftest import SMALL
-from webhooks.app import create_app
-from webhooks.settings import WebhookSettings
-from webhooks.signatures import (
+from billing_usage.settings import Settings
+from billing_usage.signatures import (
     HMAC_SHA256,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
     TwilioSharedKey,
@@ -26,6 +22,11 @@ from webhooks.signatures import (
     twilio_signature,
     twilio_signature_settings_header,
 )
+from sandbox.usage import client_day
+from sandbox.webhook_sender import retell_deliveries, send_webhooks, twilio_deliveries
+from tests.conftest import SMALL
+from webhooks.app import create_app
+from webhooks.settings import WebhookSettings
 
 pytestmark = pytest.mark.integration
 SHARED_KEY = TwilioSharedKey("webhooks_sharedkey_0001", "shared-key-secret-0001")
@@ -186,7 +187,7 @@ def test_settings_never_print_secrets():
 def test_shared_keys_come_from_configuration(monkeypatch):
     monkeypatch.setenv("SOURCES__TWILIO__WEBHOOK_SHARED_KEYS", json.dumps([{"id": SHARED_KEY.id,
                                                                              "secret": SHARED_KEY.secret}]))
-    settings = WebhookSettings.from_config()
+    settings = WebhookSettings.from_config(Settings.from_env({}))
     assert settings.twilio_shared_keys == (SHARED_KEY,)
     assert settings.twilio_shared_key_secrets(SHARED_KEY.id) == (SHARED_KEY.secret,)
     assert settings.twilio_shared_key_secrets("webhooks_sharedkey_other") == ()

@@ -30,15 +30,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from webhooks.landing import LandingWriter, RefusedByDatabase, StorageUnavailable
-from webhooks.settings import WebhookSettings
-from webhooks.signatures import (
+from billing_usage.signatures import (
     TWILIO_SIGNATURE_SETTINGS_HEADER,
     grouped_params,
     twilio_signature_settings,
     verify_retell,
     verify_twilio,
 )
+from webhooks.landing import LandingWriter, RefusedByDatabase, StorageUnavailable
+from webhooks.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The webhook landing tables, and a writer that commits deliveries in batches before they are acknowledged.
+"""A writer that commits webhook deliveries to the landing tables in batches before they are acknowledged.
 
 Each request waits for the commit that holds its row, so a 2xx always means "durably stored";
 batching many requests into one transaction is what makes that fast. A row the database refuses for its
@@ -17,56 +17,14 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2.extras import execute_values
 
+from billing_usage.tables import DEAD_LETTERS, LANDING_TABLES, ensure_tables
+
 logger = logging.getLogger(__name__)
 
-DDL = """
-create schema if not exists raw_webhooks;
-create table if not exists raw_webhooks.retell_events (
-    delivery_id text primary key,          -- sha256 of the raw body: a replay is the same delivery
-    event text not null,
-    call_id text not null,
-    payload jsonb not null,                -- the delivered JSON as received
-    received_at timestamptz not null default clock_timestamp()
-);
-create index if not exists retell_events_received_at on raw_webhooks.retell_events (received_at);
-create index if not exists retell_events_call_id on raw_webhooks.retell_events (call_id);
-create table if not exists raw_webhooks.twilio_callbacks (
-    delivery_id text primary key,          -- sha256 of the raw body
-    resource text not null,                -- call or message
-    sid text not null,
-    account_sid text not null,
-    status text,
-    params jsonb not null,                 -- every parameter, new ones included; a repeated one as an array
-    received_at timestamptz not null default clock_timestamp()
-);
-create index if not exists twilio_callbacks_received_at on raw_webhooks.twilio_callbacks (received_at);
-create index if not exists twilio_callbacks_sid on raw_webhooks.twilio_callbacks (sid);
-create table if not exists raw_webhooks.dead_letters (
-    id bigint generated always as identity primary key,
-    delivery_id text not null unique,      -- sha256 of the raw body: a retried delivery is kept once
-    provider text not null,
-    reason text not null,                  -- why it could not be landed (never quotes the body)
-    body bytea not null,                   -- the signed body, byte for byte
-    content_type text,
-    received_at timestamptz not null default clock_timestamp()
-);
-"""
-
-TABLES = {
-    "retell": ("raw_webhooks.retell_events", ("delivery_id", "event", "call_id", "payload")),
-    "twilio": ("raw_webhooks.twilio_callbacks", ("delivery_id", "resource", "sid", "account_sid", "status", "params")),
-}
-DEAD_LETTERS = "raw_webhooks.dead_letters"
 
 # The database refusing one row's content, as opposed to failing: psycopg2 itself refuses NUL characters
 # and unencodable text with a ValueError before sending anything.
 ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, ValueError)
-
-
-def ensure_landing_tables(connection) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(DDL)
-    connection.commit()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -140,7 +98,7 @@ class LandingWriter:
     def _ensure_connection(self):
         if self._connection is None or self._connection.closed:
             self._connection = self._connect()
-            ensure_landing_tables(self._connection)
+            ensure_tables(self._connection)
         return self._connection
 
     @staticmethod
@@ -148,7 +106,7 @@ class LandingWriter:
         """Insert the landing rows, one statement per table; returns the delivery ids that were new."""
         inserted: set[str] = set()
         for provider in {p.provider for p in batch}:
-            table, columns = TABLES[provider]
+            table, columns = LANDING_TABLES[provider]
             rows = [p.row for p in batch if p.provider == provider]
             returned = execute_values(
                 cursor,

@@ -1,15 +1,15 @@
-"""Receiver settings; the signing secrets come from the collectors' own configuration."""
+"""Receiver settings: the signing secrets come from the collectors' own (dlt) configuration, the rest from
+the project's settings."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import dlt
 
-from webhooks.signatures import TwilioSharedKey
+from billing_usage.settings import Settings
+from billing_usage.signatures import TwilioSharedKey
 
-DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -30,7 +30,7 @@ class WebhookSettings:
         return tuple(key.secret for key in self.twilio_shared_keys if key.id == key_id)
 
     @classmethod
-    def from_config(cls) -> WebhookSettings:
+    def from_config(cls, settings: Settings) -> WebhookSettings:
         """sources.retell.workspaces[].api_key and sources.twilio.accounts[].auth_token, plus
         sources.twilio.webhook_auth_tokens for subaccounts with tokens of their own, and
         sources.twilio.webhook_shared_keys for webhooks signed with a SharedKey: a list of
@@ -43,7 +43,7 @@ class WebhookSettings:
         return cls(
             retell_api_keys=tuple(w["api_key"] for w in workspaces),
             twilio_auth_tokens=tuple(a["auth_token"] for a in accounts) + tuple(extra_tokens),
-            public_url=os.environ.get("BILLING_USAGE_WEBHOOKS_PUBLIC_URL"),
-            max_body_bytes=int(os.environ.get("BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            public_url=settings.webhooks_public_url,
+            max_body_bytes=settings.webhooks_max_body_bytes,
             twilio_shared_keys=tuple(TwilioSharedKey(k["id"], k["secret"]) for k in shared_keys),
         )

@@ -11,9 +11,9 @@ from datetime import date
 from dagster import DagsterInstance
 
 from billing_usage.settings import SettingsError
-from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
-from dagster_project.pipeline_runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
-from dagster_project.run_log import new_log_path, output_to
+from cli.local_env import ensure_dagster_home, ensure_provider_config
+from cli.run_log import new_log_path, output_to
+from cli.runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
 
 
 def backfill(start: date, end: date, instance: DagsterInstance | None = None,

@@ -135,5 +135,5 @@ def stop_local_services() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["stop"]:
-        sys.exit("usage: python -m dagster_project.local_env stop")
+        sys.exit("usage: python -m cli.local_env stop")
     stop_local_services()

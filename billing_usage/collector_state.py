@@ -12,7 +12,7 @@ from datetime import datetime
 import dlt
 from psycopg2.extras import execute_values
 
-from billing_usage.ops_schema import ensure_ops_tables
+from billing_usage.tables import ensure_tables
 from billing_usage.warehouse import Warehouse
 
 
@@ -39,7 +39,7 @@ def record_success(warehouse: Warehouse, source: str, pipeline: dlt.Pipeline, ru
     ]
     loaded = sum(row[6] or 0 for row in rows)
     with warehouse.connect() as connection:
-        ensure_ops_tables(connection)
+        ensure_tables(connection)
         with connection.cursor() as cursor:
             cursor.execute("""
                 delete from ops.collector_state
@@ -72,7 +72,7 @@ def record_failure(warehouse: Warehouse, source: str, account: str | None, error
     source when unknown) as failed, keeping its cursor. An account never collected yet gets a
     placeholder row (resource '*') that its next success removes."""
     with warehouse.connect() as connection:
-        ensure_ops_tables(connection)
+        ensure_tables(connection)
         with connection.cursor() as cursor:
             cursor.execute("""
                 update ops.collector_state set last_attempt_at = %(at)s, last_error = %(error)s,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from billing_usage.settings import DATABASE_URL_ENV, PROJECT_ROOT, SettingsError
 from billing_usage.warehouse import resolve_warehouse
-from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
+from cli.local_env import ensure_dagster_home, ensure_provider_config
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
         return 2
     from dagster import DagsterInstance
 
-    from dagster_project.pipeline_runs import fail_abandoned_runs
+    from cli.runs import fail_abandoned_runs
 
     with DagsterInstance.get() as instance:
         for run_id in fail_abandoned_runs(instance):

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from billing_usage.settings import SettingsError
 from billing_usage.warehouse import Warehouse, resolve_warehouse
-from dagster_project.local_env import ensure_dagster_home, ensure_provider_config
-from dagster_project.pipeline_runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
-from dagster_project.run_log import new_log_path, output_to
+from cli.local_env import ensure_dagster_home, ensure_provider_config
+from cli.run_log import new_log_path, output_to
+from cli.runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
 from sandbox.config import SandboxConfig
 from sandbox.totals import expected_totals
 

@@ -1,0 +1,1 @@
+"""Command-line entry points for the local setup: make demo, dev, backfill, retention, webhooks."""

@@ -1,0 +1,96 @@
+"""Jobs, schedules and the sensor that chains them. Collection and the model build are separate jobs, so
+one provider's outage never stops the others from reaching the marts: every finished collection run,
+failed or not, is followed by a build of the same partitions."""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    AssetSelection,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from dagster_project.checks import collection_checks
+from dagster_project.ingestion import raw_assets
+from dagster_project.partitions import daily_partitions
+from dagster_project.transformation import billing_dbt_models
+
+collect_usage_job = define_asset_job(
+    "collect_usage",
+    selection=AssetSelection.assets(*raw_assets).without_checks(),
+    partitions_def=daily_partitions,
+    description="Collect from every provider into the raw tables. Today's partition follows the collectors' "
+                "cursors; any other partition range re-collects exactly those days.",
+)
+
+build_models_job = define_asset_job(
+    "build_models",
+    selection=AssetSelection.assets(billing_dbt_models) | AssetSelection.checks(*collection_checks),
+    partitions_def=daily_partitions,
+    description="Rebuild the dbt models from what the raw tables hold now, and check collection health.",
+)
+
+
+@schedule(job=collect_usage_job, cron_schedule="*/10 * * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING)
+def collect_usage_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    """Polling stays under 15 minutes behind the providers."""
+    return RunRequest(partition_key=context.scheduled_execution_time.astimezone(UTC).date().isoformat())
+
+
+@schedule(job=collect_usage_job, cron_schedule="15 0 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING)
+def daily_rollup_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    """At 00:15 UTC, collect the previous UTC day again in full; the build that follows rebuilds its
+    aggregates (done well before 01:00: a day takes minutes, see the README's figures)."""
+    day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    return RunRequest(run_key=f"daily-rollup-{day}", partition_key=day)
+
+
+RANGE_TAGS = (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
+
+
+@sensor(job=build_models_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Every finished collect_usage run, succeeded or failed, is followed by a build of the same "
+                    "partitions: the providers that answered reach the marts even when another one is down.")
+def build_after_collection_sensor(context: SensorEvaluationContext):
+    since = datetime.fromtimestamp(float(context.cursor), UTC) if context.cursor else None
+    records = context.instance.get_run_records(
+        filters=RunsFilter(job_name=collect_usage_job.name, updated_after=since,
+                           statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]),
+        order_by="update_timestamp", ascending=True, limit=100)
+    if not records:
+        return SkipReason("no collection run finished since the last evaluation")
+    requests = [_same_partitions(record.dagster_run) for record in records]
+    return SensorResult(run_requests=requests, cursor=str(records[-1].update_timestamp.timestamp()))
+
+
+def _same_partitions(collection_run) -> RunRequest:
+    run_key = f"after-{collection_run.run_id}"
+    tags = collection_run.tags
+    if PARTITION_NAME_TAG in tags:
+        return RunRequest(run_key=run_key, partition_key=tags[PARTITION_NAME_TAG])
+    return RunRequest(run_key=run_key, tags={tag: tags[tag] for tag in RANGE_TAGS if tag in tags})
+
+
+def _same_partitions(collection_run) -> RunRequest:
+    run_key = f"after-{collection_run.run_id}"
+    tags = collection_run.tags
+    if PARTITION_NAME_TAG in tags:
+        return RunRequest(run_key=run_key, partition_key=tags[PARTITION_NAME_TAG])
+    return RunRequest(run_key=run_key, tags={tag: tags[tag] for tag in RANGE_TAGS if tag in tags})

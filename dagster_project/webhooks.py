@@ -1,0 +1,58 @@
+"""Webhook deliveries land outside Dagster, through the receiver: their tables as assets, and a sensor
+that rebuilds the models after new deliveries."""
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from billing_usage.tables import LANDING_TABLES, ensure_tables
+from dagster_project.jobs import build_models_job
+from dagster_project.partitions import today_partition_key
+from dagster_project.resources import WarehouseResource
+
+WEBHOOK_TABLES = {provider: AssetKey(["raw_webhooks", table.split(".")[1]])
+                  for provider, (table, _) in LANDING_TABLES.items()}
+
+webhook_landing_assets = [
+    AssetSpec(key, group_name="raw_webhooks", kinds={"postgres"},
+              description=f"{provider.title()} webhook deliveries written by the receiver (make webhooks).")
+    for provider, key in WEBHOOK_TABLES.items()
+]
+
+
+def new_deliveries(connection, since: str | None) -> dict[str, tuple[int, str]]:
+    """Per provider: deliveries received after `since` (ISO timestamp) and the newest received_at."""
+    found = {}
+    with connection.cursor() as cursor:
+        for provider, (table, _) in LANDING_TABLES.items():
+            cursor.execute(f"select count(*), max(received_at) from {table} "
+                           "where %s::timestamptz is null or received_at > %s::timestamptz", (since, since))
+            count, newest = cursor.fetchone()
+            if count:
+                found[provider] = (count, newest.isoformat())
+    return found
+
+
+@sensor(job=build_models_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="New webhook deliveries -> observe raw_webhooks and rebuild the models (< 5 min behind).")
+def webhook_deliveries_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    with warehouse.warehouse.connect() as connection:
+        ensure_tables(connection)
+        found = new_deliveries(connection, context.cursor)
+    if not found:
+        return SkipReason("no new webhook deliveries")
+    newest = max(received for _, received in found.values())
+    return SensorResult(
+        run_requests=[RunRequest(run_key=f"webhooks-{newest}", partition_key=today_partition_key())],
+        asset_events=[AssetMaterialization(WEBHOOK_TABLES[provider], metadata={"new_deliveries": count})
+                      for provider, (count, _) in found.items()],
+        cursor=newest,
+    )
