@@ -10,10 +10,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from sandbox.agency import clients
-from sandbox.config import SandboxConfig
-from sandbox.usage import API_VERSION, client_day
-from webhooks.signatures import (
+from billing_usage.signatures import (
     HMAC_SHA256,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
     Params,
@@ -22,6 +19,9 @@ from webhooks.signatures import (
     twilio_signature,
     twilio_signature_settings_header,
 )
+from sandbox.agency import clients
+from sandbox.config import SandboxConfig
+from sandbox.usage import API_VERSION, client_day
 
 
 @dataclass(frozen=True)
