@@ -86,11 +86,3 @@ def _same_partitions(collection_run) -> RunRequest:
     if PARTITION_NAME_TAG in tags:
         return RunRequest(run_key=run_key, partition_key=tags[PARTITION_NAME_TAG])
     return RunRequest(run_key=run_key, tags={tag: tags[tag] for tag in RANGE_TAGS if tag in tags})
-
-
-def _same_partitions(collection_run) -> RunRequest:
-    run_key = f"after-{collection_run.run_id}"
-    tags = collection_run.tags
-    if PARTITION_NAME_TAG in tags:
-        return RunRequest(run_key=run_key, partition_key=tags[PARTITION_NAME_TAG])
-    return RunRequest(run_key=run_key, tags={tag: tags[tag] for tag in RANGE_TAGS if tag in tags})
