@@ -16,9 +16,8 @@ delivered as (
 
 observations as (
 
-    select * from polled
-    union all
-    select * from delivered
+    {{ union_by_name(['polled', 'delivered'],
+                     retell_call_fields('call') | map(attribute=0) | list + ['workspace', 'observed_at', 'channel']) }}
 
 ),
 

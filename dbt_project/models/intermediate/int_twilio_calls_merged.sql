@@ -23,9 +23,10 @@ delivered as (
 
 observations as (
 
-    select * from polled
-    union all
-    select * from delivered
+    {{ union_by_name(['polled', 'delivered'], [
+        'call_sid', 'account_sid', 'parent_call_sid', 'direction', 'status', 'from_number', 'to_number',
+        'occurred_at', 'duration_seconds', 'billed_minutes', 'cost', 'currency', 'observed_at', 'channel',
+    ]) }}
 
 ),
 

@@ -24,9 +24,11 @@ delivered as (
 
 observations as (
 
-    select * from polled
-    union all
-    select * from delivered
+    {{ union_by_name(['polled', 'delivered'], [
+        'message_sid', 'account_sid', 'messaging_service_sid', 'message_type', 'direction', 'status',
+        'from_number', 'to_number', 'occurred_at', 'segments', 'media_count', 'cost', 'currency',
+        'observed_at', 'channel',
+    ]) }}
 
 ),
 

@@ -79,7 +79,7 @@ starts as (
 
     union
 
-    select client_id, version, effective_from
+    select client_id, version, effective_from as cycle_start
     from windows
     where version > 1
 

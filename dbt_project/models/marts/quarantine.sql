@@ -24,8 +24,19 @@ with rejected_events as (
 retell_collector as (
 
     select
-        'retell:call:' || quarantine_key, 'collector', 'retell', 'call', null::text, null::text, reason,
-        null::numeric, cost_native, currency, occurred_at, seen_at, record - 'from_number' - 'to_number'
+        'retell:call:' || quarantine_key as quarantine_id,
+        'collector' as stage,
+        'retell' as provider,
+        'call' as object_type,
+        null::text as external_id,
+        null::text as metric,
+        reason,
+        null::numeric as quantity,
+        cost_native,
+        currency,
+        occurred_at,
+        seen_at as first_seen_at,
+        record - 'from_number' - 'to_number' as details
     from {{ ref('stg_retell__quarantined_calls') }}
 
 ),
@@ -33,15 +44,24 @@ retell_collector as (
 twilio_collector as (
 
     select
-        'twilio:' || object_type || ':' || quarantine_key, 'collector', 'twilio', object_type, null::text,
-        null::text, reason, null::numeric, cost_native, currency, occurred_at, seen_at,
-        record - 'from' - 'to' - 'from_formatted' - 'to_formatted' - 'body'
+        'twilio:' || object_type || ':' || quarantine_key as quarantine_id,
+        'collector' as stage,
+        'twilio' as provider,
+        object_type,
+        null::text as external_id,
+        null::text as metric,
+        reason,
+        null::numeric as quantity,
+        cost_native,
+        currency,
+        occurred_at,
+        seen_at as first_seen_at,
+        record - 'from' - 'to' - 'from_formatted' - 'to_formatted' - 'body' as details
     from {{ ref('stg_twilio__quarantined_records') }}
 
 )
 
-select * from rejected_events
-union all
-select * from retell_collector
-union all
-select * from twilio_collector
+{{ union_by_name(['rejected_events', 'retell_collector', 'twilio_collector'], [
+    'quarantine_id', 'stage', 'provider', 'object_type', 'external_id', 'metric', 'reason', 'quantity',
+    'cost_native', 'currency', 'occurred_at', 'first_seen_at', 'details',
+]) }}

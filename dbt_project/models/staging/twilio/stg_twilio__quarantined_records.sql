@@ -15,9 +15,7 @@ messages as (
 
 records as (
 
-    select * from calls
-    union all
-    select * from messages
+    {{ union_by_name(['calls', 'messages'], ['object_type', 'quarantine_key', 'reason', 'account', 'record', 'seen_at']) }}
 
 )
 
