@@ -1,40 +1,57 @@
-"""HTTP for every provider: retries with backoff and jitter, Retry-After, a concurrency cap, clear errors."""
+"""HTTP for every provider: dlt's RESTClient on a session that retries with jittered backoff and
+Retry-After, counts each account's requests, and fails with the provider's own error."""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from typing import NoReturn
 
-import requests
+from dlt.common import json as dlt_json
+from dlt.common.jsonpath import JSONPath, compile_path
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS
+from dlt.sources.helpers.requests.session import Session
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_BACKOFF_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
 
 
-def http_options(timeout: float, max_attempts: int, backoff_seconds: float, **extra) -> dict:
+# dlt parses a JSON path given as a string again on every page (about 2 ms each): parse each path once.
+json_path: Callable[[str], JSONPath] = cache(compile_path)
+
+
+def http_options(timeout: float, max_attempts: int, backoff_seconds: float) -> dict:
     """ProviderClient keyword arguments from a source's configuration."""
-    return {"timeout": timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds, **extra}
+    return {"timeout": timeout, "max_attempts": max_attempts, "backoff_base": backoff_seconds}
 
 
 class ProviderError(RuntimeError):
     """A provider answered with an error we will not retry (or retried until we gave up)."""
 
     def __init__(self, provider: str, account: str, method: str, url: str, status: int | None, message: str,
-                 code: object = None):
+                 code: object = None, response: Response | None = None):
         self.provider, self.account, self.status, self.code = provider, account, status, code
         self.provider_message = message
+        self.response = response  # its headers say how long to wait before a retry
         where = f"{method} {url.split('?')[0]}"
         detail = f"HTTP {status}" + (f" code {code}" if code is not None else "") if status else "no response"
         super().__init__(f"{provider} account {account}: {where} failed ({detail}): {message}")
 
 
-def provider_message(response: requests.Response) -> tuple[str, object]:
+def provider_message(response: Response) -> tuple[str, object]:
     """The message and code from Retell, Twilio or OpenRouter error bodies."""
     try:
         body = response.json()
@@ -45,6 +62,38 @@ def provider_message(response: requests.Response) -> tuple[str, object]:
     if isinstance(body, dict):
         return str(body.get("message", body)), body.get("code")
     return str(body)[:300], None
+
+
+def retry_after_seconds(response: Response | None) -> float:
+    """What the provider asked us to wait: retry-after-ms (Retell's and OpenRouter's SDKs) or Retry-After."""
+    if response is None:
+        return 0.0
+    if "retry-after-ms" in response.headers:
+        return float(response.headers["retry-after-ms"]) / 1000
+    if response.headers.get("retry-after", "").replace(".", "", 1).isdigit():
+        return float(response.headers["retry-after"])
+    return 0.0
+
+
+class wait_jittered_or_retry_after(wait_random_exponential):  # noqa: N801 - named like tenacity's waits
+    """Full-jitter exponential backoff, or longer when the provider says so."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception()
+        return max(super().__call__(retry_state), retry_after_seconds(getattr(error, "response", None)))
+
+
+def _parse_json(response: Response) -> object:
+    """With dlt's JSON (orjson); what it refuses (NaN, integers beyond 64 bits) with the standard library's."""
+    try:
+        return dlt_json.loadb(response.content)
+    except ValueError:
+        return response.json()
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, DEFAULT_RETRY_EXCEPTIONS) or (
+        isinstance(error, ProviderError) and error.status in RETRY_STATUSES)
 
 
 @dataclass
@@ -60,65 +109,77 @@ class RequestStats:
 
 
 class ProviderClient:
-    """A requests session for one provider account. Auth lives in the session, never in messages."""
+    """One provider account: dlt's RESTClient on a retrying session. Auth never reaches messages or logs."""
 
-    def __init__(self, provider: str, base_url: str, *, account: str, auth=None, headers: dict | None = None,
+    def __init__(self, provider: str, base_url: str, *, account: str, auth: AuthBase | None = None,
                  timeout: float = 60.0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 backoff_base: float = DEFAULT_BACKOFF_SECONDS,
-                 backoff_max: float = 30.0, max_concurrency: int | None = None):
+                 backoff_base: float = DEFAULT_BACKOFF_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS,
+                 max_concurrency: int | None = None):
         self.provider = provider
         self.account = account
-        self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-        self.session.auth = auth
-        self.session.headers.update(headers or {})
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
         self.stats = RequestStats()
+        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        session = Session(timeout=timeout, raise_for_status=False)
+        if max_concurrency:
+            adapter = HTTPAdapter(pool_maxsize=max_concurrency)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        # Not dlt's requests.Client: it neither jitters its backoff nor reads retry-after-ms nor counts per account.
+        session.send = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(max_attempts),
+            wait=wait_jittered_or_retry_after(multiplier=backoff_base, max=backoff_max),
+            before=self._count_request,
+            before_sleep=self._count_retry,
+            retry_error_callback=self._give_up,
+        ).wraps(self._in_slot(session.send))
+        self.rest = RESTClient(base_url, auth=auth, session=session)
+        self._hooks = {"response": [self._check_response]}
 
-    def _delay(self, attempt: int, response: requests.Response | None) -> float:
-        computed = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
-        if response is not None:
-            if "retry-after-ms" in response.headers:
-                return max(computed, float(response.headers["retry-after-ms"]) / 1000)
-            if response.headers.get("retry-after", "").replace(".", "", 1).isdigit():
-                return max(computed, float(response.headers["retry-after"]))
-        return computed
+    def paginate(self, path: str, paginator: BasePaginator, items_key: str, *, method: str = "GET",
+                 params: dict | None = None, json: dict | None = None) -> Iterator[list[dict]]:
+        """Pages of the items under `items_key`, as `paginator` follows them."""
+        return self.rest.paginate(path, method=method, params=params, json=json, paginator=paginator,
+                                  data_selector=json_path(items_key), hooks=self._hooks)
 
-    def request(self, method: str, path: str, **kwargs) -> dict:
-        url = path if path.startswith("http") else self.base_url + path
-        for attempt in range(self.max_attempts):
-            response = None
-            self.stats.requests += 1
-            try:
-                if self._slots:
-                    with self._slots:
-                        response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-                else:
-                    response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"{type(exc).__name__}"
-                if attempt + 1 == self.max_attempts:
-                    raise ProviderError(self.provider, self.account, method, url, None, failure) from None
-            else:
-                if response.ok:
-                    return response.json()
-                message, code = provider_message(response)
-                if response.status_code not in RETRY_STATUSES or attempt + 1 == self.max_attempts:
-                    raise ProviderError(self.provider, self.account, method, url, response.status_code, message, code)
-                failure = f"HTTP {response.status_code}: {message}"
-            self.stats.retries += 1
-            delay = self._delay(attempt, response)
-            logger.warning("%s account %s: %s %s -> %s; retry %d in %.1fs", self.provider, self.account, method,
-                           url.split("?")[0], failure, attempt + 1, delay)
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+    def get(self, path: str, params: dict | None = None) -> dict:
+        return self.rest.get(path, params=params, hooks=self._hooks).json()
 
-    def get(self, path: str, **kwargs) -> dict:
-        return self.request("GET", path, **kwargs)
+    def _in_slot(self, send: Callable[..., Response]) -> Callable[..., Response]:
+        slots = self._slots
+        if slots is None:
+            return send
 
-    def post(self, path: str, **kwargs) -> dict:
-        return self.request("POST", path, **kwargs)
+        def send_in_slot(request: PreparedRequest, **kwargs) -> Response:
+            with slots:
+                return send(request, **kwargs)
+
+        return send_in_slot
+
+    def _check_response(self, response: Response, *args, **kwargs) -> None:
+        if not response.ok:
+            message, code = provider_message(response)
+            raise ProviderError(self.provider, self.account, response.request.method, response.url,
+                                response.status_code, message, code, response)
+        body = _parse_json(response)
+        response.json = lambda **_: body  # dlt reads a page's body twice (items, then the paginator's cursor)
+
+    def _count_request(self, retry_state: RetryCallState) -> None:
+        self.stats.requests += 1
+
+    def _count_retry(self, retry_state: RetryCallState) -> None:
+        self.stats.retries += 1
+        request: PreparedRequest = retry_state.args[0]
+        error = retry_state.outcome.exception()
+        failure = (f"HTTP {error.status}: {error.provider_message}" if isinstance(error, ProviderError)
+                   else type(error).__name__)
+        logger.warning("%s account %s: %s %s -> %s; retry %d in %.1fs", self.provider, self.account, request.method,
+                       request.url.split("?")[0], failure, retry_state.attempt_number, retry_state.next_action.sleep)
+
+    def _give_up(self, retry_state: RetryCallState) -> NoReturn:
+        error = retry_state.outcome.exception()
+        if isinstance(error, ProviderError):
+            raise error
+        request: PreparedRequest = retry_state.args[0]
+        raise ProviderError(self.provider, self.account, request.method, request.url, None,
+                            type(error).__name__) from None

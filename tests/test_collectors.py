@@ -18,12 +18,14 @@ import dlt
 import pytest
 import requests
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from billing_usage.settings import NOW_ENV, PROJECT_ROOT
-from dlt_sources.http_client import ProviderClient, ProviderError
+from dlt_sources.http_client import ProviderClient, ProviderError, retry_after_seconds
 from dlt_sources.openrouter import missed_days, openrouter_source
 from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source
+from dlt_sources.twilio.helpers import NextPageUriPaginator
 from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
@@ -106,11 +108,35 @@ def test_429_storm_and_5xx_are_retried_without_loss(sandbox_server, warehouse, p
 def test_retry_after_is_honoured(sandbox_server):
     _faults(sandbox_server, {"provider": "openrouter", "status": 429, "count": 1, "retry_after": 1})
     client = ProviderClient("openrouter", f"{sandbox_server.base_url}/openrouter/api/v1", account="agency",
-                            backoff_base=0.01, headers={"Authorization": f"Bearer {SMALL.openrouter_management_key}"})
+                            backoff_base=0.01, auth=BearerTokenAuth(token=SMALL.openrouter_management_key))
     started = time.monotonic()
     assert client.get("/credits")["data"]["total_usage"] > 0
     assert time.monotonic() - started >= 1.0
     assert client.stats.retries == 1
+
+
+def test_retry_after_ms_wins_over_retry_after_and_a_date_is_ignored():
+    def response(**headers) -> requests.Response:
+        answer = requests.Response()
+        answer.headers.update(headers)
+        return answer
+
+    assert retry_after_seconds(response(**{"retry-after-ms": "250", "Retry-After": "3"})) == 0.25
+    assert retry_after_seconds(response(**{"Retry-After": "1.5"})) == 1.5
+    assert retry_after_seconds(response(**{"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0
+    assert retry_after_seconds(None) == 0
+
+
+def test_twilio_next_page_uri_keeps_the_base_urls_path():
+    paginator = NextPageUriPaginator("http://127.0.0.1:8787/twilio")
+    page = requests.Response()
+    page._content = b'{"calls": [], "next_page_uri": "/2010-04-01/Accounts/AC1/Calls.json?PageSize=2&PageToken=PA1"}'
+    paginator.update_state(page, [])
+    request = requests.Request("GET", "http://127.0.0.1:8787/twilio/2010-04-01/Accounts/AC1/Calls.json",
+                               params={"PageSize": 2})
+    paginator.update_request(request)
+    assert request.url == "http://127.0.0.1:8787/twilio/2010-04-01/Accounts/AC1/Calls.json?PageSize=2&PageToken=PA1"
+    assert request.params is None
 
 
 def test_slow_page_times_out_and_is_retried(sandbox_server, warehouse, pipelines_dir):

@@ -8,12 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import dlt
 from dlt.sources import DltResource
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
-from dlt_sources.openrouter.helpers import iter_keys
+from dlt_sources.openrouter.helpers import key_pages
 from dlt_sources.openrouter.settings import (
     ACTIVITY_DAYS_AVAILABLE,
     DEFAULT_LOOKBACK_DAYS,
@@ -39,7 +40,7 @@ def openrouter_source(
     [start, end) to collect again (only the last 30 days exist)."""
     http = http_options(request_timeout, max_attempts, backoff_seconds)
     clients = [ProviderClient("openrouter", base_url, account=a["name"],
-                              headers={"Authorization": f"Bearer {a['management_key']}"}, **http)
+                              auth=BearerTokenAuth(token=a["management_key"]), **http)
                for a in accounts]
     return [keys(clients), activity(clients, lookback_days, Backfill.of(backfill_start, backfill_end)),
             credits(clients)]
@@ -49,7 +50,8 @@ def openrouter_source(
               columns={"external_user": {"data_type": "text"}, "last_used_at": {"data_type": "text"}})
 def keys(clients: list[ProviderClient]) -> Iterator[list[dict]]:
     for client in clients:
-        yield [{**key, "account": client.account} for key in iter_keys(client)]
+        for page in key_pages(client):
+            yield [{**key, "account": client.account} for key in page]
 
 
 def missed_days(last_day: date | None, oldest_available: date) -> int:
@@ -68,7 +70,7 @@ def activity(clients: list[ProviderClient], lookback_days: int, backfill: Backfi
     today = utc_now().date()
     yesterday, oldest_available = today - timedelta(days=1), today - timedelta(days=ACTIVITY_DAYS_AVAILABLE)
     for client in clients:
-        for key in iter_keys(client):
+        for key in (key for page in key_pages(client) for key in page):
             account = f"{client.account}/{key['hash'][:12]}"
             cursor = account_state(account).get("cursor")
             last_day = date.fromisoformat(cursor) if cursor else None

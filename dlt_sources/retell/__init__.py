@@ -6,13 +6,14 @@ from collections.abc import Iterator, Sequence
 
 import dlt
 from dlt.sources import DltResource
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.quarantine import quarantine_missing_key
-from dlt_sources.retell.helpers import iter_call_pages
+from dlt_sources.retell.helpers import call_pages
 from dlt_sources.retell.settings import (
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_HOURS,
@@ -36,11 +37,8 @@ def retell_source(
 ) -> Sequence[DltResource]:
     """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]; `backfill_*`: days to re-collect."""
     http = http_options(request_timeout, max_attempts, backoff_seconds)
-    clients = [
-        (w["name"], ProviderClient("retell", base_url, account=w["name"],
-                                   headers={"Authorization": f"Bearer {w['api_key']}"}, **http))
-        for w in workspaces
-    ]
+    clients = [ProviderClient("retell", base_url, account=w["name"], auth=BearerTokenAuth(token=w["api_key"]), **http)
+               for w in workspaces]
     return [calls(clients, lookback_hours, initial_days, Backfill.of(backfill_start, backfill_end))]
 
 
@@ -49,7 +47,7 @@ def retell_source(
     primary_key="call_id",
     columns={name: {"data_type": "json"} for name in JSON_COLUMNS},
 )
-def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initial_days: int,
+def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
           backfill: Backfill | None) -> Iterator[list[dict]]:
     """Every call of each workspace that started since its cursor minus the look-back window, or in
     the backfill window.
@@ -57,7 +55,8 @@ def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initia
     The cursor is the time the previous successful run started; it is saved with the load, so a
     failed or killed run leaves it where it was. A backfill does not move it.
     """
-    for name, client in clients:
+    for client in clients:
+        name = client.account
         run_started_ms = int(utc_now().timestamp() * 1000)
         previous = account_state(name).get("cursor")
         if backfill:
@@ -66,7 +65,7 @@ def calls(clients: list[tuple[str, ProviderClient]], lookback_hours: int, initia
             start_ms = (previous or run_started_ms - initial_days * 86_400_000) - lookback_hours * 3_600_000
             end_ms, cursor = None, run_started_ms
         before, rows = client.stats.snapshot(), [0]
-        for page in counted(iter_call_pages(client, start_ms, end_ms), rows):
+        for page in counted(call_pages(client, start_ms, end_ms), rows):
             for call in page:
                 call["workspace"] = name
             yield from quarantine_missing_key(page, "call_id", "calls", name)

@@ -7,13 +7,14 @@ from datetime import date, timedelta
 
 import dlt
 from dlt.sources import DltResource
+from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
 
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.quarantine import quarantine_missing_key
-from dlt_sources.twilio.helpers import account_sids, iter_pages
+from dlt_sources.twilio.helpers import account_sids, pages
 from dlt_sources.twilio.settings import (
     API_VERSION,
     DEFAULT_INITIAL_DAYS,
@@ -44,12 +45,12 @@ def twilio_source(
 ) -> Sequence[DltResource]:
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
     `backfill_*`: UTC days [start, end) to collect again."""
-    http = http_options(request_timeout, max_attempts, backoff_seconds, max_concurrency=MAX_CONCURRENCY)
+    http = http_options(request_timeout, max_attempts, backoff_seconds)
 
     def clients() -> list[tuple[ProviderClient, bool]]:
         """A client per account for each resource, so each resource's request counts are its own."""
-        return [(ProviderClient("twilio", base_url, account=a["account_sid"],
-                                auth=(a["account_sid"], a["auth_token"]), **http),
+        return [(ProviderClient("twilio", base_url, account=a["account_sid"], max_concurrency=MAX_CONCURRENCY,
+                                auth=HttpBasicAuth(username=a["account_sid"], password=a["auth_token"]), **http),
                  a.get("include_subaccounts", True))
                 for a in accounts]
 
@@ -87,10 +88,10 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for) ->
     """Every page of `path` for every account and subaccount, recording each account's success."""
     for client, include_subaccounts in clients:
         before = client.stats.snapshot()  # listing subaccounts counts toward the master account
-        for sid in account_sids(client, client.account, include_subaccounts):
+        for sid in account_sids(client, include_subaccounts):
             rows = [0]
             params = params_for(*window.days(sid))
-            for page in counted(iter_pages(client, path.format(sid=sid), items_key, params), rows):
+            for page in counted(pages(client, path.format(sid=sid), items_key, params), rows):
                 if items_key == "usage_records":
                     yield page
                 else:
