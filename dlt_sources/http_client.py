@@ -11,13 +11,15 @@ from functools import cache
 from typing import NoReturn
 
 from dlt.common import json as dlt_json
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.common.jsonpath import JSONPath, compile_path
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS
 from dlt.sources.helpers.requests.session import Session
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from requests.auth import AuthBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -108,22 +110,33 @@ class RequestStats:
         return RequestStats(self.requests, self.retries)
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What an account's client and its for_account() clients share."""
+
+    adapter: HTTPAdapter  # the connection pool
+    slots: threading.BoundedSemaphore | None  # the concurrency cap, held while a request is in flight
+    dlt_config: RuntimeConfiguration  # resolved once
+
+
 class ProviderClient:
     """One provider account: dlt's RESTClient on a retrying session. Auth never reaches messages or logs."""
 
     def __init__(self, provider: str, base_url: str, *, account: str, auth: AuthBase | None = None,
                  timeout: float = 60.0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  backoff_base: float = DEFAULT_BACKOFF_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS,
-                 max_concurrency: int | None = None):
+                 max_concurrency: int | None = None, _shared: _Shared | None = None):
         self.provider = provider
         self.account = account
         self.stats = RequestStats()
-        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        self._options = {"timeout": timeout, "max_attempts": max_attempts, "backoff_base": backoff_base,
+                         "backoff_max": backoff_max}
+        self._shared = _shared or _Shared(HTTPAdapter(pool_maxsize=max_concurrency or DEFAULT_POOLSIZE),
+                                          threading.BoundedSemaphore(max_concurrency) if max_concurrency else None,
+                                          resolve_configuration(RuntimeConfiguration()))
         session = Session(timeout=timeout, raise_for_status=False)
-        if max_concurrency:
-            adapter = HTTPAdapter(pool_maxsize=max_concurrency)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+        session.mount("http://", self._shared.adapter)
+        session.mount("https://", self._shared.adapter)
         # Not dlt's requests.Client: it neither jitters its backoff nor reads retry-after-ms nor counts per account.
         session.send = Retrying(
             retry=retry_if_exception(_retryable),
@@ -133,8 +146,14 @@ class ProviderClient:
             before_sleep=self._count_retry,
             retry_error_callback=self._give_up,
         ).wraps(self._in_slot(session.send))
-        self.rest = RESTClient(base_url, auth=auth, session=session)
+        self.rest = RESTClient(base_url, auth=auth, session=session, config=self._shared.dlt_config)
         self._hooks = {"response": [self._check_response]}
+
+    def for_account(self, account: str) -> ProviderClient:
+        """A client for `account` with the same credentials, settings, connections and concurrency cap,
+        counting from zero."""
+        return ProviderClient(self.provider, self.rest.base_url, account=account, auth=self.rest.auth,
+                              _shared=self._shared, **self._options)
 
     def paginate(self, path: str, paginator: BasePaginator, items_key: str, *, method: str = "GET",
                  params: dict | None = None, json: dict | None = None) -> Iterator[list[dict]]:
@@ -146,7 +165,7 @@ class ProviderClient:
         return self.rest.get(path, params=params, hooks=self._hooks).json()
 
     def _in_slot(self, send: Callable[..., Response]) -> Callable[..., Response]:
-        slots = self._slots
+        slots = self._shared.slots
         if slots is None:
             return send
 

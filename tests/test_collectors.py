@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -26,6 +25,7 @@ from dlt_sources.openrouter import missed_days, openrouter_source
 from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source
 from dlt_sources.twilio.helpers import NextPageUriPaginator
+from dlt_sources.twilio.settings import MAX_CONCURRENCY
 from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
@@ -262,15 +262,40 @@ def test_several_retell_workspaces_and_twilio_subaccounts(warehouse, pipelines_d
         assert {row[0] for row in cursor.fetchall()} == subaccounts
 
 
-def test_twilio_client_caps_concurrency(sandbox_server):
-    _faults(sandbox_server, {"provider": "twilio", "status": None, "count": 24, "delay_ms": 100})
-    before = requests.get(f"{sandbox_server.base_url}/_sandbox/health", timeout=5).json()["max_in_flight"]
-    client = ProviderClient("twilio", f"{sandbox_server.base_url}/twilio", account=SMALL.twilio_account_sid,
-                            auth=(SMALL.twilio_account_sid, SMALL.twilio_auth_token), max_concurrency=3)
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        list(pool.map(lambda _: client.get("/2010-04-01/Accounts.json"), range(24)))
-    observed = requests.get(f"{sandbox_server.base_url}/_sandbox/health", timeout=5).json()["max_in_flight"]
-    assert max(before, 3) >= observed and observed >= 2
+def test_twilio_subaccounts_are_collected_in_parallel_within_the_cap(warehouse, pipelines_dir):
+    config = SandboxConfig(seed=5, clients=3 * MAX_CONCURRENCY, agents_per_client=1, days=2,
+                           calls_per_agent_per_day=2, end_date=SMALL.end_date)
+    server = start_in_thread(config)
+    try:
+        _faults(server, {"provider": "twilio", "status": None, "count": 10_000, "delay_ms": 100})
+        pipeline = _pipeline(warehouse, "twilio", pipelines_dir)
+        pipeline.run(_twilio(server, config))
+        observed = requests.get(f"{server.base_url}/_sandbox/health", timeout=5).json()["max_in_flight"]
+    finally:
+        server.shutdown()
+    assert MAX_CONCURRENCY // 2 < observed <= MAX_CONCURRENCY
+    subaccounts = {c.twilio_subaccount_sid for c in clients(config)}
+    for resource in ("calls", "messages", "usage_records"):
+        assert set(pipeline.state["sources"]["twilio"]["resources"][resource]["accounts"]) == {
+            config.twilio_account_sid, *subaccounts}
+    assert _scalar(warehouse, "select count(*) from raw_twilio.calls") == len(_generated(config, "twilio_calls"))
+    assert _scalar(warehouse, "select count(distinct account_sid) from raw_twilio.calls") == len(subaccounts)
+
+
+def test_twilio_errors_while_collecting_in_parallel_fail_the_run_and_move_no_cursor(sandbox_server, warehouse,
+                                                                                      pipelines_dir):
+    pipeline = _pipeline(warehouse, "twilio", pipelines_dir)
+    _faults(sandbox_server, {"provider": "twilio", "status": None, "count": 6},  # listings and first pages pass
+            {"provider": "twilio", "status": 503, "count": 100})
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(_twilio(sandbox_server, max_attempts=2))
+    cause = failure.value.__cause__
+    while cause is not None and not isinstance(cause, ProviderError):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, ProviderError) and cause.provider == "twilio" and cause.status == 503
+    assert cause.account in {SMALL.twilio_account_sid, *(c.twilio_subaccount_sid for c in clients(SMALL))}
+    assert SMALL.twilio_auth_token not in str(failure.value)
+    assert "sources" not in pipeline.state or not pipeline.state["sources"].get("twilio")
 
 
 @pytest.mark.parametrize("last_day, oldest, lost", [(None, "2026-01-31", 0), ("2026-01-30", "2026-01-31", 0),

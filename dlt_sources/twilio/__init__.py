@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
+from functools import partial
 
 import dlt
 from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
 
 from billing_usage.settings import utc_now
-from dlt_sources.account_state import account_state, counted, record_success
+from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.quarantine import quarantine_missing_key
-from dlt_sources.twilio.helpers import account_sids, pages
+from dlt_sources.twilio.helpers import account_sids, pages, pages_in_parallel
 from dlt_sources.twilio.settings import (
     API_VERSION,
     DEFAULT_INITIAL_DAYS,
@@ -46,20 +47,12 @@ def twilio_source(
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
     `backfill_*`: UTC days [start, end) to collect again."""
     http = http_options(request_timeout, max_attempts, backoff_seconds)
-
-    def clients() -> list[tuple[ProviderClient, bool]]:
-        """A client per account for each resource, so each resource's request counts are its own."""
-        return [(ProviderClient("twilio", base_url, account=a["account_sid"], max_concurrency=MAX_CONCURRENCY,
-                                auth=HttpBasicAuth(username=a["account_sid"], password=a["auth_token"]), **http),
-                 a.get("include_subaccounts", True))
-                for a in accounts]
-
+    clients = [(ProviderClient("twilio", base_url, account=a["account_sid"], max_concurrency=MAX_CONCURRENCY,
+                               auth=HttpBasicAuth(username=a["account_sid"], password=a["auth_token"]), **http),
+                a.get("include_subaccounts", True))
+               for a in accounts]
     window = _Window(lookback_days, initial_days, Backfill.of(backfill_start, backfill_end))
-    return [
-        calls(clients(), window),
-        messages(clients(), window),
-        usage_records(clients(), window),
-    ]
+    return [calls(clients, window), messages(clients, window), usage_records(clients, window)]
 
 
 class _Window:
@@ -85,19 +78,26 @@ class _Window:
 
 
 def _collect(clients, window: _Window, path: str, items_key: str, params_for) -> Iterator[list[dict]]:
-    """Every page of `path` for every account and subaccount, recording each account's success."""
+    """Every page of `path` for every account and subaccount, fetched side by side (an account's clients share
+    its MAX_CONCURRENCY slots, also with the other resources, which dlt runs round-robin), recording each
+    account's success once its last page is yielded."""
+    by_sid: dict[str, ProviderClient] = {}
     for client, include_subaccounts in clients:
-        before = client.stats.snapshot()  # listing subaccounts counts toward the master account
-        for sid in account_sids(client, include_subaccounts):
-            rows = [0]
-            params = params_for(*window.days(sid))
-            for page in counted(pages(client, path.format(sid=sid), items_key, params), rows):
-                if items_key == "usage_records":
-                    yield page
-                else:
-                    yield from quarantine_missing_key(page, "sid", items_key, sid)
-            record_success(sid, window.cursor_after(sid), rows[0], client.stats.since(before))
-            before = client.stats.snapshot()
+        master = client.for_account(client.account)  # this run's counts; listing subaccounts counts toward it
+        by_sid |= {sid: master if sid == master.account else master.for_account(sid)
+                   for sid in account_sids(master, include_subaccounts)}
+    jobs = {sid: partial(pages, by_sid[sid], path.format(sid=sid), items_key, params_for(*window.days(sid)))
+            for sid in by_sid}
+    rows = dict.fromkeys(by_sid, 0)
+    for sid, page in pages_in_parallel(jobs, MAX_CONCURRENCY):
+        if page is None:
+            record_success(sid, window.cursor_after(sid), rows[sid], by_sid[sid].stats)
+            continue
+        rows[sid] += len(page)
+        if items_key == "usage_records":
+            yield page
+        else:
+            yield from quarantine_missing_key(page, "sid", items_key, sid)
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",

@@ -1,8 +1,11 @@
-"""Twilio paging and account discovery."""
+"""Twilio paging, account discovery, and subaccounts collected side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
@@ -40,3 +43,44 @@ def account_sids(client: ProviderClient, include_subaccounts: bool) -> list[str]
         for page in pages(client, f"/{API_VERSION}/Accounts.json", "accounts", {}):
             sids += [a["sid"] for a in page if a["sid"] != master and a.get("owner_account_sid") == master]
     return sids
+
+
+def pages_in_parallel(jobs: dict[str, Callable[[], Iterable[list[dict]]]],
+                      workers: int) -> Iterator[tuple[str, list[dict] | None]]:
+    """Each job's pages, fetched by a pool of `workers` threads (so at most that many requests at once):
+    (job, page) as pages arrive, then (job, None) when a job is done. A job's error is raised here."""
+    arrived: queue.Queue = queue.Queue(maxsize=workers)  # workers wait while the consumer catches up
+    stopped = threading.Event()
+
+    def hand_over(item: tuple) -> bool:
+        while not stopped.is_set():
+            try:
+                arrived.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run(name: str, job: Callable[[], Iterable[list[dict]]]) -> None:
+        try:
+            for page in job():
+                if not hand_over((name, page)):
+                    return
+            hand_over((name, None))
+        except Exception as error:  # noqa: BLE001 - raised again in the consumer
+            hand_over((name, error))
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="twilio")
+    try:
+        for name, job in jobs.items():
+            pool.submit(run, name, job)
+        unfinished = len(jobs)
+        while unfinished:
+            name, item = arrived.get()
+            if isinstance(item, Exception):
+                raise item
+            unfinished -= item is None
+            yield name, item
+    finally:
+        stopped.set()  # a consumer that stops early (an error, a closed generator) releases the workers
+        pool.shutdown(wait=False, cancel_futures=True)
