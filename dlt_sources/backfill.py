@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 
+# Not dlt.sources.incremental(end_value=...): the providers filter these days; it would only add per-record work.
 @dataclass(frozen=True)
 class Backfill:
     """Days [start, end): collectors read exactly these and leave their cursors where they were."""

@@ -69,6 +69,7 @@ def activity(clients: list[ProviderClient], lookback_days: int, backfill: Backfi
     """
     today = utc_now().date()
     yesterday, oldest_available = today - timedelta(days=1), today - timedelta(days=ACTIVITY_DAYS_AVAILABLE)
+    # Not dlt.sources.incremental: one cursor per key, and days lost beyond /activity's 30 must be told apart.
     for client in clients:
         for key in (key for page in key_pages(client) for key in page):
             account = f"{client.account}/{key['hash'][:12]}"

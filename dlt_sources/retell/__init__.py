@@ -55,6 +55,7 @@ def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
     The cursor is the time the previous successful run started; it is saved with the load, so a
     failed or killed run leaves it where it was. A backfill does not move it.
     """
+    # Not dlt.sources.incremental: the cursor is per workspace and is the run's start, not a value in the data.
     for client in clients:
         name = client.account
         run_started_ms = int(utc_now().timestamp() * 1000)

@@ -55,6 +55,7 @@ def twilio_source(
     return [calls(clients, window), messages(clients, window), usage_records(clients, window)]
 
 
+# Not dlt.sources.incremental: one cursor per subaccount, in whole days, from the run's day rather than the data.
 class _Window:
     """Day-granular windows [start, end): from the day an account's last successful run started, minus
     the look-back, until tomorrow; or exactly the backfill's days, leaving the cursor alone."""
