@@ -3,8 +3,13 @@
     resource_state["accounts"][<account>] = {
         "cursor": ..., "last_success_at": ..., "rows_last_run": ..., "requests_last_run": ...,
         "retries_last_run": ..., "warning": ... (e.g. days that can no longer be collected),
-        "load_id": the load package that wrote this, so a run can tell the accounts it collected
+        "load_id": the load package that wrote this, so a run can tell the accounts it collected,
+        and, where pending objects are fetched again by id (dlt_sources.pending): "refetched_last_run",
+        "settled_last_run", "not_found_last_run", "not_found_ids_last_run"
     }
+
+rows_last_run counts every row the account yielded, by-id fetches included; requests and retries count
+every request made for the account.
 """
 
 from __future__ import annotations
