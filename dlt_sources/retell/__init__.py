@@ -1,8 +1,8 @@
-"""Retell AI calls, from POST /v3/list-calls, for one or more workspaces."""
+"""Retell AI calls, from POST /v3/list-calls, for one or more workspaces; calls still pending, by id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import dlt
 from dlt.sources import DltResource
@@ -12,8 +12,9 @@ from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
+from dlt_sources.pending import Refetched, fetched_by_id, record_skipped
 from dlt_sources.quarantine import quarantine_missing_key
-from dlt_sources.retell.helpers import call_pages
+from dlt_sources.retell.helpers import call_pages, get_call_path, has_final_cost
 from dlt_sources.retell.settings import (
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_HOURS,
@@ -34,12 +35,25 @@ def retell_source(
     backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     backfill_start: str | None = None,
     backfill_end: str | None = None,
+    pending_calls: Sequence[dict] = (),
 ) -> Sequence[DltResource]:
-    """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]; `backfill_*`: days to re-collect."""
+    """`workspaces`: [{"name": "main", "api_key": "key_..."}, ...]; `backfill_*`: days to re-collect;
+    `pending_calls`: [{"workspace": "main", "call_id": "call_..."}, ...], calls the warehouse still holds
+    without a final cost, fetched again by id (see dlt_sources.pending). A backfill ignores them."""
     http = http_options(request_timeout, max_attempts, backoff_seconds)
     clients = [ProviderClient("retell", base_url, account=w["name"], auth=BearerTokenAuth(token=w["api_key"]), **http)
                for w in workspaces]
-    return [calls(clients, lookback_hours, initial_days, Backfill.of(backfill_start, backfill_end))]
+    backfill = Backfill.of(backfill_start, backfill_end)
+    pending = {} if backfill else _by_workspace(pending_calls)
+    return [calls(clients, lookback_hours, initial_days, backfill, pending)]
+
+
+def _by_workspace(pending_calls: Iterable[dict]) -> dict[str, list[str]]:
+    """workspace -> its pending call ids, each once, in the order given."""
+    grouped: dict[str, dict[str, None]] = {}
+    for call in pending_calls:
+        grouped.setdefault(call["workspace"], {})[call["call_id"]] = None
+    return {workspace: list(ids) for workspace, ids in grouped.items()}
 
 
 @dlt.resource(
@@ -47,15 +61,18 @@ def retell_source(
     primary_key="call_id",
     columns={name: {"data_type": "json"} for name in JSON_COLUMNS},
 )
-def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
-          backfill: Backfill | None) -> Iterator[list[dict]]:
+def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int, backfill: Backfill | None,
+          pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
     """Every call of each workspace that started since its cursor minus the look-back window, or in
-    the backfill window.
+    the backfill window; then, by id, the workspace's `pending` calls that window did not return.
 
     The cursor is the time the previous successful run started; it is saved with the load, so a
-    failed or killed run leaves it where it was. A backfill does not move it.
+    failed or killed run leaves it where it was. A backfill does not move it, nor do by-id fetches.
     """
     # Not dlt.sources.incremental: the cursor is per workspace and is the run's start, not a value in the data.
+    names = {client.account for client in clients}
+    record_skipped("retell", [call_id for workspace, ids in pending.items() if workspace not in names
+                              for call_id in ids])
     for client in clients:
         name = client.account
         run_started_ms = int(utc_now().timestamp() * 1000)
@@ -65,9 +82,17 @@ def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
         else:
             start_ms = (previous or run_started_ms - initial_days * 86_400_000) - lookback_hours * 3_600_000
             end_ms, cursor = None, run_started_ms
-        before, rows = client.stats.snapshot(), [0]
+        before, rows, seen, refetched = client.stats.snapshot(), [0], set(), Refetched()
         for page in counted(call_pages(client, start_ms, end_ms), rows):
-            for call in page:
-                call["workspace"] = name
-            yield from quarantine_missing_key(page, "call_id", "calls", name)
-        record_success(name, cursor, rows[0], client.stats.since(before))
+            seen.update(call.get("call_id") for call in page)
+            yield from _of_workspace(page, name)
+        by_id = {call_id: get_call_path(call_id) for call_id in pending.get(name, ()) if call_id not in seen}
+        for page in counted(fetched_by_id(client, by_id, has_final_cost, refetched), rows):
+            yield from _of_workspace(page, name)
+        record_success(name, cursor, rows[0], client.stats.since(before), **refetched.state())
+
+
+def _of_workspace(page: list[dict], name: str) -> Iterator:
+    for call in page:
+        call["workspace"] = name
+    return quarantine_missing_key(page, "call_id", "calls", name)
