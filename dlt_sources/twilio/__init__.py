@@ -1,8 +1,9 @@
-"""Twilio Calls, Messages and daily Usage Records, for each account and its subaccounts."""
+"""Twilio Calls, Messages and daily Usage Records, for each account and its subaccounts; calls and
+messages still pending, by sid."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
 
@@ -14,8 +15,9 @@ from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
+from dlt_sources.pending import Refetched, record_skipped
 from dlt_sources.quarantine import quarantine_missing_key
-from dlt_sources.twilio.helpers import account_sids, pages, pages_in_parallel
+from dlt_sources.twilio.helpers import account_sids, pages_in_parallel, pages_then_pending
 from dlt_sources.twilio.settings import (
     API_VERSION,
     DEFAULT_INITIAL_DAYS,
@@ -43,22 +45,42 @@ def twilio_source(
     backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     backfill_start: str | None = None,
     backfill_end: str | None = None,
+    pending_records: Sequence[dict] = (),
 ) -> Sequence[DltResource]:
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
-    `backfill_*`: UTC days [start, end) to collect again."""
+    `backfill_*`: UTC days [start, end) to collect again; `pending_records`: [{"account_sid": "AC...",
+    "sid": "CA..." | "SM..." | "MM..."}, ...], calls and messages the warehouse still holds unpriced, each
+    with the (sub)account that owns it, fetched again by sid (see dlt_sources.pending) with the credentials
+    of the configured account that owns that subaccount. A backfill ignores them."""
     http = http_options(request_timeout, max_attempts, backoff_seconds)
     clients = [(ProviderClient("twilio", base_url, account=a["account_sid"], max_concurrency=MAX_CONCURRENCY,
                                auth=HttpBasicAuth(username=a["account_sid"], password=a["auth_token"]), **http),
                 a.get("include_subaccounts", True))
                for a in accounts]
     window = _Window(lookback_days, initial_days, Backfill.of(backfill_start, backfill_end))
-    return [calls(clients, window), messages(clients, window), usage_records(clients, window)]
+    pending = {} if window.backfill else _by_resource_and_account(pending_records)
+    return [calls(clients, window, pending.get("calls", {})), messages(clients, window, pending.get("messages", {})),
+            usage_records(clients, window)]
+
+
+def _by_resource_and_account(pending_records: Iterable[dict]) -> dict[str, dict[str, list[str]]]:
+    """"calls" / "messages" -> account sid -> its pending sids, each once, in the order given."""
+    grouped: dict[str, dict[str, dict[str, None]]] = {}
+    for record in pending_records:
+        sid = record["sid"]
+        resource = "calls" if sid.startswith("CA") else "messages" if sid.startswith(("SM", "MM")) else None
+        if resource is None:
+            raise ValueError(f"pending Twilio record {sid!r} is neither a call (CA...) nor a message (SM..., MM...)")
+        grouped.setdefault(resource, {}).setdefault(record["account_sid"], {})[sid] = None
+    return {resource: {account: list(sids) for account, sids in accounts.items()}
+            for resource, accounts in grouped.items()}
 
 
 # Not dlt.sources.incremental: one cursor per subaccount, in whole days, from the run's day rather than the data.
 class _Window:
     """Day-granular windows [start, end): from the day an account's last successful run started, minus
-    the look-back, until tomorrow; or exactly the backfill's days, leaving the cursor alone."""
+    the look-back, until tomorrow; or exactly the backfill's days, leaving the cursor alone. Records
+    fetched by sid never move a cursor."""
 
     def __init__(self, lookback_days: int, initial_days: int, backfill: Backfill | None):
         self.lookback_days = lookback_days
@@ -78,21 +100,28 @@ class _Window:
         return account_state(account_sid).get("cursor") if self.backfill else self.today.isoformat()
 
 
-def _collect(clients, window: _Window, path: str, items_key: str, params_for) -> Iterator[list[dict]]:
-    """Every page of `path` for every account and subaccount, fetched side by side (an account's clients share
-    its MAX_CONCURRENCY slots, also with the other resources, which dlt runs round-robin), recording each
-    account's success once its last page is yielded."""
+def _collect(clients, window: _Window, path: str, items_key: str, params_for,
+             pending: Mapping[str, list[str]] | None = None) -> Iterator[list[dict]]:
+    """Every page of `path` for every account and subaccount, then the account's `pending` sids its window
+    did not return, fetched side by side (an account's clients share its MAX_CONCURRENCY slots, also with
+    the other resources, which dlt runs round-robin), recording each account's success once its last page
+    is yielded. `pending` None: the resource takes no pending sids."""
     by_sid: dict[str, ProviderClient] = {}
     for client, include_subaccounts in clients:
         master = client.for_account(client.account)  # this run's counts; listing subaccounts counts toward it
         by_sid |= {sid: master if sid == master.account else master.for_account(sid)
                    for sid in account_sids(master, include_subaccounts)}
-    jobs = {sid: partial(pages, by_sid[sid], path.format(sid=sid), items_key, params_for(*window.days(sid)))
+    if pending is not None:
+        record_skipped("twilio", [sid for account, sids in pending.items() if account not in by_sid for sid in sids])
+    refetched = {sid: Refetched() for sid in by_sid}  # each filled by its account's job, read once it is done
+    jobs = {sid: partial(pages_then_pending, by_sid[sid], path.format(sid=sid), items_key,
+                         params_for(*window.days(sid)), (pending or {}).get(sid, ()), refetched[sid])
             for sid in by_sid}
     rows = dict.fromkeys(by_sid, 0)
     for sid, page in pages_in_parallel(jobs, MAX_CONCURRENCY):
         if page is None:
-            record_success(sid, window.cursor_after(sid), rows[sid], by_sid[sid].stats)
+            record_success(sid, window.cursor_after(sid), rows[sid], by_sid[sid].stats,
+                           **(refetched[sid].state() if pending is not None else {}))
             continue
         rows[sid] += len(page)
         if items_key == "usage_records":
@@ -103,17 +132,17 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for) ->
 
 @dlt.resource(write_disposition="merge", primary_key="sid",
               columns=_hints("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time"))
-def calls(clients, window: _Window) -> Iterator[list[dict]]:
+def calls(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Calls.json", "calls",
-                        lambda start, end: {"StartTime>": start.isoformat(), "StartTime<": end.isoformat()})
+                        lambda start, end: {"StartTime>": start.isoformat(), "StartTime<": end.isoformat()}, pending)
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",
               columns=_hints("price", "num_segments", "num_media", "messaging_service_sid", "date_sent",
                              "error_message", error_code="bigint"))
-def messages(clients, window: _Window) -> Iterator[list[dict]]:
+def messages(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", "messages",
-                        lambda start, end: {"DateSent>": start.isoformat(), "DateSent<": end.isoformat()})
+                        lambda start, end: {"DateSent>": start.isoformat(), "DateSent<": end.isoformat()}, pending)
 
 
 @dlt.resource(write_disposition="merge", primary_key=("account_sid", "category", "start_date", "end_date"),

@@ -1,4 +1,4 @@
-"""Twilio paging, account discovery, and subaccounts collected side by side."""
+"""Twilio paging, account discovery, records fetched by sid, and subaccounts collected side by side."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
 from dlt.sources.helpers.rest_client.utils import join_url
 from requests import Response
 
 from dlt_sources.http_client import ProviderClient, json_path
+from dlt_sources.pending import Refetched, fetched_by_id
 from dlt_sources.twilio.settings import API_VERSION, PAGE_SIZE
 
 
@@ -33,6 +34,26 @@ class NextPageUriPaginator(JSONLinkPaginator):
 def pages(client: ProviderClient, path: str, items_key: str, params: dict) -> Iterator[list[dict]]:
     return client.paginate(path, NextPageUriPaginator(client.rest.base_url), items_key,
                            params={**params, "PageSize": PAGE_SIZE})
+
+
+def one_path(list_path: str, sid: str) -> str:
+    """Fetch Call / Fetch Message: the list's path, then the record's sid (…/Calls/CA….json)."""
+    return f"{list_path.removesuffix('.json')}/{quote(sid, safe='')}.json"
+
+
+def is_priced(record: dict) -> bool:
+    return record.get("price") is not None
+
+
+def pages_then_pending(client: ProviderClient, path: str, items_key: str, params: dict,
+                       pending_sids: Iterable[str], refetched: Refetched) -> Iterator[list[dict]]:
+    """The window's pages of `path`, then, fetched by sid, the pending records the window did not return."""
+    seen: set[str] = set()
+    for page in pages(client, path, items_key, params):
+        seen.update(record.get("sid") for record in page)
+        yield page
+    by_id = {sid: one_path(path, sid) for sid in pending_sids if sid not in seen}
+    yield from fetched_by_id(client, by_id, is_priced, refetched)
 
 
 def account_sids(client: ProviderClient, include_subaccounts: bool) -> list[str]:
