@@ -30,6 +30,7 @@ from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 from sandbox.totals import iter_records
+from sandbox.usage import client_day
 from tests.conftest import SMALL, TEST_NOW
 
 pytestmark = pytest.mark.integration
@@ -83,6 +84,24 @@ def _generated(config: SandboxConfig, kind: str) -> list[dict]:
 def _faults(server, *rules: dict) -> None:
     for rule in rules:
         requests.post(f"{server.base_url}/_sandbox/faults", json=rule, timeout=5).raise_for_status()
+
+
+def _served(server) -> int:
+    """Requests the sandbox answered so far; this one counts itself."""
+    return requests.get(f"{server.base_url}/_sandbox/health", timeout=5).json()["requests_served"]
+
+
+def _hold(server, ids: list[str]) -> None:
+    """Hold these ids back as pending, whatever their day, until settled by id."""
+    requests.post(f"{server.base_url}/_sandbox/pending", json={"ids": ids}, timeout=5).raise_for_status()
+
+
+def _settle(server, ids: list[str]) -> None:
+    requests.post(f"{server.base_url}/_sandbox/settle", json={"ids": ids}, timeout=5).raise_for_status()
+
+
+def _accounts_state(pipeline: dlt.Pipeline, source: str, resource: str) -> dict:
+    return pipeline.state["sources"][source]["resources"][resource]["accounts"]
 
 
 @pytest.fixture(autouse=True)
@@ -307,14 +326,168 @@ def test_openrouter_days_beyond_the_30_day_window_are_counted(last_day, oldest, 
 
 
 def test_twilio_request_counts_are_what_the_provider_served(sandbox_server, warehouse, pipelines_dir):
-    def served() -> int:  # the health request counts itself
-        return requests.get(f"{sandbox_server.base_url}/_sandbox/health", timeout=5).json()["requests_served"]
-
-    before = served()
+    before = _served(sandbox_server)
     pipeline = _pipeline(warehouse, "twilio", pipelines_dir)
     pipeline.run(_twilio(sandbox_server))
-    answered = served() - before - 1
+    answered = _served(sandbox_server) - before - 1
     resources = pipeline.state["sources"]["twilio"]["resources"]
     recorded = sum(state["requests_last_run"] for resource in resources.values()
                    for state in resource["accounts"].values())
     assert recorded == answered and answered > 0
+
+
+# Pending objects beyond the look-back window: fetched again by id (dlt_sources.pending).
+NEXT_DAY = (datetime.fromisoformat(TEST_NOW) + timedelta(days=1)).isoformat()
+
+
+def _first_of_each_account(records: list[dict], count: int) -> list[dict]:
+    """The first record of `count` different accounts."""
+    picked: dict[str, dict] = {}
+    for record in records:
+        picked.setdefault(record["account_sid"], record)
+    assert len(picked) >= count
+    return list(picked.values())[:count]
+
+
+def test_pending_retell_calls_beyond_the_window_are_fetched_by_id(sandbox_server, warehouse, pipelines_dir,
+                                                                  monkeypatch):
+    client = clients(SMALL)[0]
+    workspace = f"ws{client.retell_workspace}"
+    old = client_day(SMALL, client.index, SMALL.start_date).retell_calls[:4]
+    recent = client_day(SMALL, client.index, SMALL.end_date).retell_calls[-1]
+    held = [call["call_id"] for call in [*old, recent]]
+    _hold(sandbox_server, held)
+    pipeline = _pipeline(warehouse, "retell", pipelines_dir)
+    pipeline.run(_retell(sandbox_server))
+    in_list = ", ".join(f"'{call_id}'" for call_id in held)
+    assert _scalar(warehouse, f"select count(*) from raw_retell.calls where call_id in ({in_list}) "
+                              "and call_cost is null") == len(held)
+    first = dict(_accounts_state(pipeline, "retell", "calls")[workspace])
+
+    settled = [old[0], old[1], recent]
+    _settle(sandbox_server, [call["call_id"] for call in settled])
+    monkeypatch.setenv(NOW_ENV, NEXT_DAY)
+    window_start = first["cursor"] - 48 * 3_600_000
+    assert all(call["start_timestamp"] < window_start for call in old) and recent["start_timestamp"] >= window_start
+    before = _served(sandbox_server)
+    pipeline.run(_retell(sandbox_server, lookback_hours=48,
+                         pending_calls=[{"workspace": workspace, "call_id": call_id} for call_id in held]))
+    answered = _served(sandbox_server) - before - 1
+
+    second = _accounts_state(pipeline, "retell", "calls")[workspace]
+    in_window = sum(1 for call in _generated(SMALL, "retell") if call["start_timestamp"] >= window_start)
+    # The recent call came back with the window's pages and was not fetched again.
+    assert (second["refetched_last_run"], second["settled_last_run"]) == (len(old), 2)
+    assert (second["not_found_last_run"], second["not_found_ids_last_run"]) == (0, [])
+    assert second["rows_last_run"] == in_window + len(old)
+    assert second["requests_last_run"] == answered
+    assert second["cursor"] == int(datetime.fromisoformat(NEXT_DAY).timestamp() * 1000)  # the run's start
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(f"select call_id, (call_cost->>'combined_cost')::numeric, workspace from raw_retell.calls "
+                       f"where call_id in ({in_list})")
+        costs = {call_id: (cost, ws) for call_id, cost, ws in cursor.fetchall()}
+    assert costs == {call["call_id"]: (Decimal(str(call["call_cost"]["combined_cost"])) if call in settled else None,
+                                       workspace) for call in [*old, recent]}
+    assert _scalar(warehouse, "select count(*) from raw_retell.calls") == len(_generated(SMALL, "retell"))
+
+
+def test_pending_twilio_records_beyond_the_window_are_fetched_by_sid(sandbox_server, warehouse, pipelines_dir,
+                                                                     monkeypatch):
+    old_days = [client_day(SMALL, c.index, day) for day in (SMALL.start_date, SMALL.start_date + timedelta(days=1))
+                for c in clients(SMALL)]
+    old_calls = _first_of_each_account([leg for usage in old_days for leg in usage.twilio_calls], 2)
+    old_messages = _first_of_each_account([m for usage in old_days for m in usage.twilio_messages], 2)
+    recent = client_day(SMALL, 0, SMALL.end_date).twilio_calls[0]
+    held = [*old_calls, *old_messages, recent]
+    _hold(sandbox_server, [record["sid"] for record in held])
+    pipeline = _pipeline(warehouse, "twilio", pipelines_dir)
+    pipeline.run(_twilio(sandbox_server))
+
+    def prices() -> dict[str, str | None]:
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select sid, price from raw_twilio.calls "
+                           "union all select sid, price from raw_twilio.messages")
+            return {sid: price for sid, price in cursor.fetchall() if sid in {r["sid"] for r in held}}
+
+    assert prices() == {record["sid"]: None for record in held}
+    settled = [old_calls[0], old_messages[0], recent]
+    _settle(sandbox_server, [record["sid"] for record in settled])
+    monkeypatch.setenv(NOW_ENV, NEXT_DAY)  # the 3-day window now starts after the old days
+    before = _served(sandbox_server)
+    pipeline.run(_twilio(sandbox_server, lookback_days=3,
+                         pending_records=[{"account_sid": r["account_sid"], "sid": r["sid"]} for r in held]))
+    answered = _served(sandbox_server) - before - 1
+
+    assert prices() == {r["sid"]: r["price"] if r in settled else None for r in held}
+    for resource, refetched in (("calls", old_calls), ("messages", old_messages)):
+        accounts = _accounts_state(pipeline, "twilio", resource)
+        for sid, state in accounts.items():
+            mine = [r for r in refetched if r["account_sid"] == sid]
+            assert state["refetched_last_run"] == len(mine)
+            assert state["settled_last_run"] == sum(r in settled for r in mine)
+            assert state["not_found_last_run"] == 0
+        assert pipeline.state["sources"]["twilio"]["resources"][resource]["pending_skipped_last_run"] == []
+    resources = pipeline.state["sources"]["twilio"]["resources"]
+    all_accounts = [state for resource in resources.values() for state in resource["accounts"].values()]
+    assert sum(state["requests_last_run"] for state in all_accounts) == answered
+    assert {state["cursor"] for state in all_accounts} == {datetime.fromisoformat(NEXT_DAY).date().isoformat()}
+    for table, kind in (("calls", "twilio_calls"), ("messages", "twilio_messages")):
+        assert _scalar(warehouse, f"select count(*) from raw_twilio.{table}") == len(_generated(SMALL, kind))
+
+
+def test_pending_ids_the_provider_does_not_know_are_counted_not_fatal(sandbox_server, warehouse, pipelines_dir):
+    ghost_call = "call_" + uuid.uuid4().hex[:28]
+    retell = _pipeline(warehouse, "retell", pipelines_dir)
+    retell.run(_retell(sandbox_server, pending_calls=[{"workspace": "ws0", "call_id": ghost_call},
+                                                      {"workspace": "gone", "call_id": "call_of_a_gone_workspace"}]))
+    state = _accounts_state(retell, "retell", "calls")["ws0"]
+    assert (state["refetched_last_run"], state["not_found_last_run"], state["not_found_ids_last_run"]) == (
+        0, 1, [ghost_call])
+    assert retell.state["sources"]["retell"]["resources"]["calls"]["pending_skipped_last_run"] == [
+        "call_of_a_gone_workspace"]
+    assert _scalar(warehouse, "select count(*) from raw_retell.calls") == len(_generated(SMALL, "retell"))
+
+    subaccount = clients(SMALL)[0].twilio_subaccount_sid
+    ghost_leg, ghost_message = "CA" + uuid.uuid4().hex, "SM" + uuid.uuid4().hex
+    unknown_account_message = "SM" + uuid.uuid4().hex
+    twilio = _pipeline(warehouse, "twilio", pipelines_dir)
+    twilio.run(_twilio(sandbox_server, pending_records=[
+        {"account_sid": subaccount, "sid": ghost_leg}, {"account_sid": subaccount, "sid": ghost_message},
+        {"account_sid": "AC" + uuid.uuid4().hex, "sid": unknown_account_message}]))
+    for resource, ghost in (("calls", ghost_leg), ("messages", ghost_message)):
+        state = _accounts_state(twilio, "twilio", resource)[subaccount]
+        assert (state["refetched_last_run"], state["not_found_last_run"], state["not_found_ids_last_run"]) == (
+            0, 1, [ghost])
+    resources = twilio.state["sources"]["twilio"]["resources"]
+    assert resources["messages"]["pending_skipped_last_run"] == [unknown_account_message]
+    assert _scalar(warehouse, "select count(*) from raw_twilio.calls") == len(_generated(SMALL, "twilio_calls"))
+
+
+def test_other_by_id_errors_fail_the_run_and_move_no_cursor(sandbox_server, warehouse, pipelines_dir):
+    pipeline = _pipeline(warehouse, "retell", pipelines_dir)
+    list_pages = -(-len(_generated(SMALL, "retell")) // 1000)
+    _faults(sandbox_server, {"provider": "retell", "status": None, "count": list_pages},  # the window passes
+            {"provider": "retell", "status": 503, "count": 100})
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(_retell(sandbox_server, max_attempts=2,
+                             pending_calls=[{"workspace": "ws0", "call_id": "call_" + uuid.uuid4().hex[:28]}]))
+    cause = failure.value.__cause__
+    while cause is not None and not isinstance(cause, ProviderError):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, ProviderError) and cause.status == 503 and "/v2/get-call/" in str(cause)
+    assert SMALL.retell_api_key(0) not in str(failure.value)
+    assert "sources" not in pipeline.state or not pipeline.state["sources"].get("retell")
+
+
+def test_a_backfill_ignores_pending_ids(sandbox_server, warehouse, pipelines_dir):
+    days = {"backfill_start": SMALL.start_date.isoformat(),
+            "backfill_end": (SMALL.start_date + timedelta(days=1)).isoformat()}
+    outside = client_day(SMALL, 0, SMALL.end_date).retell_calls[0]  # not on the backfill's day
+    before = _served(sandbox_server)
+    pipeline = _pipeline(warehouse, "retell", pipelines_dir)
+    pipeline.run(_retell(sandbox_server, **days, pending_calls=[{"workspace": "ws0", "call_id": outside["call_id"]}]))
+    answered = _served(sandbox_server) - before - 1
+    state = _accounts_state(pipeline, "retell", "calls")["ws0"]
+    assert (state["refetched_last_run"], state["not_found_last_run"], state["cursor"]) == (0, 0, None)
+    assert state["requests_last_run"] == answered
+    assert _scalar(warehouse, f"select count(*) from raw_retell.calls where call_id = '{outside['call_id']}'") == 0
