@@ -38,6 +38,15 @@ create table if not exists ops.pii_salt (
     only_row boolean primary key default true check (only_row),
     salt text not null
 );
+create table if not exists ops.usage_event_watermarks (
+    raw_table text primary key,            -- a registry table (source.table), or 'directory'
+    processed text,                        -- how far the last successful fct_usage_events build read
+    pending text                           -- how far the build under way reads
+);
+create table if not exists ops.usage_event_removals (
+    usage_date date not null,              -- a day that lost events: fct_daily_usage rebuilds it
+    removed_at timestamptz not null default clock_timestamp()
+);
 create table if not exists ops.retention_purges (
     cycle_id text primary key,
     client_id text not null,

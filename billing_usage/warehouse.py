@@ -77,7 +77,7 @@ class Warehouse:
             "BILLING_USAGE_PGHOST": self.host,
             "BILLING_USAGE_PGPORT": str(self.port),
             "BILLING_USAGE_PGUSER": self.user,
-            "BILLING_USAGE_PGPASSWORD": self.password,
+            "DBT_ENV_SECRET_BILLING_USAGE_PGPASSWORD": self.password,
             "BILLING_USAGE_PGDATABASE": self.database,
         }
 

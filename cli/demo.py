@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 from decimal import Decimal
 
+from billing_usage.registry import raw_tables
 from billing_usage.settings import SettingsError
 from billing_usage.warehouse import Warehouse, resolve_warehouse
 from cli.local_env import ensure_dagster_home, ensure_provider_config
@@ -14,9 +15,6 @@ from cli.run_log import new_log_path, output_to
 from cli.runs import PipelineRun, fail_abandoned_runs, run_usage_pipeline
 from sandbox.config import SandboxConfig
 from sandbox.totals import expected_totals
-
-RAW_TABLES = ("raw_retell.calls", "raw_twilio.calls", "raw_twilio.messages", "raw_twilio.usage_records",
-              "raw_openrouter.activity", "raw_openrouter.keys", "raw_directory.resource_assignments")
 
 SUMMARY_SQL = """
     select provider, client_id, count(distinct object_type || ':' || external_id), sum(cost_usd)
@@ -47,7 +45,7 @@ def print_problems(run: PipelineRun) -> None:
 def warehouse_totals(warehouse: Warehouse) -> tuple[dict[str, int], dict[tuple[str, str], tuple[int, Decimal]]]:
     with warehouse.connect() as connection, connection.cursor() as cursor:
         raw_counts = {}
-        for table in RAW_TABLES:
+        for table in (table.relation for table in raw_tables() if table.role != "quarantine"):
             cursor.execute("select to_regclass(%s) is not null", (table,))
             if cursor.fetchone()[0]:
                 cursor.execute(f"select count(*) from {table}")

@@ -1,6 +1,7 @@
-"""`make retention [DRY_RUN=1]`: purge the detailed events of closed, reconciled cycles past retention.
+"""`make retention [DRY_RUN=1]`: purge the detailed events of closed, reconciled cycles past retention,
+as named by ops.retention_cycles at the last model build (`var('retention_months')` in dbt_project.yml).
 
-    python -m cli.retention [--dry-run] [--months 13]
+    python -m cli.retention [--dry-run]
 """
 
 from __future__ import annotations
@@ -8,16 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billing_usage.retention import DEFAULT_MONTHS, default_cutoff, run_retention
+from billing_usage.retention import run_retention
+from billing_usage.settings import SettingsError
 from billing_usage.warehouse import resolve_warehouse
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="print what would be purged, change nothing")
-    parser.add_argument("--months", type=int, default=DEFAULT_MONTHS)
     args = parser.parse_args()
-    report = run_retention(resolve_warehouse(), default_cutoff(args.months), args.dry_run)
+    try:
+        warehouse = resolve_warehouse()
+    except SettingsError as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr)
+        return 2
+    report = run_retention(warehouse, args.dry_run)
     print("\n".join(report.lines()))
     return 1 if report.refused else 0
 

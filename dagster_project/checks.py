@@ -4,12 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
+from billing_usage.registry import raw_tables
 from billing_usage.tables import ensure_tables
 from dagster_project.resources import WarehouseResource
 
 POLLING_FRESHNESS = timedelta(minutes=15)  # NFR: polling collection < 15 min behind the provider
-CHECKED_TABLES = {"retell": ("raw_retell", "calls"), "twilio": ("raw_twilio", "calls"),
-                  "openrouter": ("raw_openrouter", "activity")}
 
 
 def collection_health(rows: list[tuple], now: datetime, freshness: timedelta = POLLING_FRESHNESS) -> dict:
@@ -46,4 +45,5 @@ def _collection_check(source: str, key: AssetKey):
     return check
 
 
-collection_checks = [_collection_check(source, AssetKey(list(path))) for source, path in CHECKED_TABLES.items()]
+collection_checks = [_collection_check(table.owner, AssetKey(list(table.asset_key)))
+                     for table in raw_tables() if table.collection_check]

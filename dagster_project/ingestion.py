@@ -2,6 +2,7 @@
 
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import dlt
@@ -12,6 +13,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from billing_usage.collector_state import record_failure, record_success
 from billing_usage.locks import advisory_lock
 from billing_usage.raw_indexes import ensure_raw_indexes
+from billing_usage.registry import RECEIVER, owned_by, raw_tables
 from billing_usage.settings import get_settings
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
 from dagster_project.resources import WarehouseResource
@@ -49,18 +51,27 @@ def _provider_error(exc: BaseException) -> ProviderError | None:
     return None
 
 
+def _locks(name: str) -> list[str]:
+    """A pipeline runs alone; one that reloads a table whole (the directory) never overlaps a model build
+    either, because the build reads that table's fingerprint while it renders."""
+    reloaded_whole = any(table.progress == "content" for table in owned_by(name))
+    return [f"dlt:{name}", *(["dbt:build"] if reloaded_whole else [])]
+
+
 def _run(context: AssetExecutionContext, dlt_resource: DagsterDltResource, warehouse: WarehouseResource,
          name: str, source: dlt.sources.DltSource) -> Iterator:
-    """Run one pipeline alone (an advisory lock per pipeline, a working folder per run) and record the
-    outcome, per account, in ops.collector_state. If another run holds the pipeline longer than the
-    lock wait, this one skips: it materializes nothing and says so."""
-    with advisory_lock(warehouse.warehouse, f"dlt:{name}", context.run_id,
-                       warehouse.settings.lock_wait_seconds, context.log.info) as lock:
-        if not lock.acquired:
-            context.log.warning(f"{name}: {lock.skip_message}")
-            for key in context.selected_asset_keys:
-                yield AssetObservation(asset_key=key, metadata={"skipped": lock.skip_message})
-            return
+    """Run one pipeline alone (advisory locks, a working folder per run) and record the outcome, per
+    account, in ops.collector_state. If another run holds a lock longer than the lock wait, this one
+    skips: it materializes nothing and says so."""
+    with ExitStack() as held:
+        for lock_name in _locks(name):
+            lock = held.enter_context(advisory_lock(warehouse.warehouse, lock_name, context.run_id,
+                                                    warehouse.settings.lock_wait_seconds, context.log.info))
+            if not lock.acquired:
+                context.log.warning(f"{name}: {lock.skip_message}")
+                for key in context.selected_asset_keys:
+                    yield AssetObservation(asset_key=key, metadata={"skipped": lock.skip_message})
+                return
         with warehouse.dlt_pipeline(name, context.run_id) as pipeline:
             started_at = datetime.now(UTC)
             try:
@@ -118,7 +129,8 @@ raw_assets = [retell_raw, twilio_raw, openrouter_raw, directory_raw]
 # Records without a key are written by the same dlt resource to <table>_quarantine (see
 # dlt_sources/quarantine.py); these specs put those tables in the lineage, downstream of the resource.
 collector_quarantine_assets = [
-    AssetSpec(AssetKey([schema, f"{table}_quarantine"]), deps=[AssetKey([schema, table])], group_name=schema,
-              kinds={"dlt", "postgres"}, description=f"{schema}.{table} records the collector could not key.")
-    for schema, table in (("raw_retell", "calls"), ("raw_twilio", "calls"), ("raw_twilio", "messages"))
+    AssetSpec(AssetKey(list(table.asset_key)), deps=[AssetKey([table.schema, table.quarantine_of])],
+              group_name=table.schema, kinds={"dlt", "postgres"},
+              description=f"{table.schema}.{table.quarantine_of} records the collector could not key.")
+    for table in raw_tables() if table.role == "quarantine" and table.owner != RECEIVER
 ]

@@ -13,13 +13,12 @@ from dagster import (
     define_asset_job,
 )
 
-from billing_usage.retention import DEFAULT_MONTHS, default_cutoff, run_retention
+from billing_usage.retention import run_retention
 from dagster_project.resources import WarehouseResource
 from dagster_project.transformation import billing_dbt_models
 
 
 class RetentionConfig(Config):
-    months: int = DEFAULT_MONTHS
     dry_run: bool = False
 
 
@@ -28,14 +27,14 @@ class RetentionConfig(Config):
     group_name="ops",
     kinds={"postgres"},
     check_specs=[AssetCheckSpec("every_expired_cycle_reconciles", asset="usage_retention")],
-    description="Purges detailed events of closed, reconciled cycles older than the retention period.",
+    description="Purges the detailed events of the closed, reconciled cycles older than var('retention_months') "
+                "that ops.retention_cycles names; cycle aggregates and adjustments stay.",
 )
 def usage_retention(context: AssetExecutionContext, config: RetentionConfig, warehouse: WarehouseResource):
-    report = run_retention(warehouse.warehouse, default_cutoff(config.months), config.dry_run)
+    report = run_retention(warehouse.warehouse, config.dry_run)
     for line in report.lines():
         (context.log.error if "REFUSED" in line else context.log.info)(line)
     yield MaterializeResult(metadata={
-        "cutoff": report.cutoff.isoformat(),
         "dry_run": report.dry_run,
         "cycles_purged": len(report.purge),
         "cycles_refused": len(report.refused),

@@ -13,31 +13,31 @@ from dagster import (
     sensor,
 )
 
-from billing_usage.tables import LANDING_TABLES, ensure_tables
+from billing_usage.registry import RECEIVER, RawTable, owned_by
+from billing_usage.tables import ensure_tables
 from dagster_project.jobs import build_models_job
 from dagster_project.partitions import today_partition_key
 from dagster_project.resources import WarehouseResource
 
-WEBHOOK_TABLES = {provider: AssetKey(["raw_webhooks", table.split(".")[1]])
-                  for provider, (table, _) in LANDING_TABLES.items()}
+DELIVERY_TABLES = [table for table in owned_by(RECEIVER) if table.progress == "received"]
 
 webhook_landing_assets = [
-    AssetSpec(key, group_name="raw_webhooks", kinds={"postgres"},
-              description=f"{provider.title()} webhook deliveries written by the receiver (make webhooks).")
-    for provider, key in WEBHOOK_TABLES.items()
+    AssetSpec(AssetKey(list(table.asset_key)), group_name="raw_webhooks", kinds={"postgres"},
+              description=f"{table.relation}, written by the webhook receiver (make webhooks).")
+    for table in owned_by(RECEIVER)
 ]
 
 
-def new_deliveries(connection, since: str | None) -> dict[str, tuple[int, str]]:
-    """Per provider: deliveries received after `since` (ISO timestamp) and the newest received_at."""
+def new_deliveries(connection, since: str | None) -> dict[RawTable, tuple[int, str]]:
+    """Per delivery table: deliveries received after `since` (ISO timestamp) and the newest received_at."""
     found = {}
     with connection.cursor() as cursor:
-        for provider, (table, _) in LANDING_TABLES.items():
-            cursor.execute(f"select count(*), max(received_at) from {table} "
+        for table in DELIVERY_TABLES:
+            cursor.execute(f"select count(*), max(received_at) from {table.relation} "
                            "where %s::timestamptz is null or received_at > %s::timestamptz", (since, since))
             count, newest = cursor.fetchone()
             if count:
-                found[provider] = (count, newest.isoformat())
+                found[table] = (count, newest.isoformat())
     return found
 
 
@@ -52,7 +52,7 @@ def webhook_deliveries_sensor(context: SensorEvaluationContext, warehouse: Wareh
     newest = max(received for _, received in found.values())
     return SensorResult(
         run_requests=[RunRequest(run_key=f"webhooks-{newest}", partition_key=today_partition_key())],
-        asset_events=[AssetMaterialization(WEBHOOK_TABLES[provider], metadata={"new_deliveries": count})
-                      for provider, (count, _) in found.items()],
+        asset_events=[AssetMaterialization(AssetKey(list(table.asset_key)), metadata={"new_deliveries": count})
+                      for table, (count, _) in found.items()],
         cursor=newest,
     )

@@ -48,7 +48,8 @@ def pipeline(database_factory, sandbox_server, tmp_path_factory):
         first = run_pipeline(instance)
         after_first = (_raw_counts(warehouse), _canonical_totals(warehouse))
         second = run_pipeline(instance)
-        yield {"warehouse": warehouse, "first": first, "second": second, "after_first": after_first}
+        yield {"warehouse": warehouse, "first": first, "second": second, "after_first": after_first,
+               "scratch": tmp_path_factory.mktemp("dbt")}
 
 
 def test_runs_succeed_and_materialize_every_asset(pipeline):
@@ -160,3 +161,42 @@ def test_fct_calls_joins_each_retell_call_to_its_twilio_leg(pipeline):
     billed = _query(pipeline["warehouse"], "select sum(cost_usd) from marts.fct_usage_events "
                                            "where object_type = 'call'")[0][0]
     assert total == billed
+
+
+def test_each_run_records_the_rows_it_loaded(pipeline):
+    first_runs = dict(_query(pipeline["warehouse"], """
+        select distinct on (source) source, rows_loaded from ops.collector_runs
+        where succeeded order by source, started_at"""))
+    raw = _raw_counts(pipeline["warehouse"])
+    assert first_runs["retell"] == raw["raw_retell.calls"]
+    usage_records = _query(pipeline["warehouse"], "select count(*) from raw_twilio.usage_records")[0][0]
+    assert first_runs["twilio"] == raw["raw_twilio.calls"] + raw["raw_twilio.messages"] + usage_records
+
+
+def test_every_raw_table_is_in_the_registry(pipeline):
+    from billing_usage.registry import raw_tables
+
+    landed = {f"{schema}.{table}" for schema, table in _query(pipeline["warehouse"], """
+        select table_schema, table_name from information_schema.tables
+        where table_schema like 'raw\\_%' and table_schema not like '%\\_staging'
+          and table_name not like '\\_dlt\\_%'""")}  # dlt's own tables and merge staging are not ours
+    registered = {table.relation for table in raw_tables()}
+    assert landed and landed <= registered, f"not in the registry: {sorted(landed - registered)}"
+
+
+def test_compiling_and_documenting_change_nothing_in_the_database(pipeline):
+    warehouse = pipeline["warehouse"]
+
+    def ops_snapshot():
+        tables = [table for (table,) in _query(warehouse, "select table_name from information_schema.tables "
+                                                          "where table_schema = 'ops' order by 1")]
+        return {table: _query(warehouse, f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) "
+                                         f"from ops.{table} t")[0][0] for table in tables}
+
+    before = ops_snapshot()
+    for command in (["compile"], ["docs", "generate"], ["show", "--select", "fct_usage_events"]):
+        result = subprocess.run([DBT_EXECUTABLE, *command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+                                 str(DBT_PROJECT_DIR), "--target-path", str(Path(pipeline["scratch"]) / "target")],
+                                capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
+        assert result.returncode == 0, result.stdout[-3000:]
+    assert before and ops_snapshot() == before

@@ -85,8 +85,8 @@ def damaged_run(database_factory, tmp_path_factory):
 def test_the_run_succeeds_with_the_reconciliation_tests_passing(damaged_run):
     assert damaged_run["result"].success
     checks = {e.check_name: e.passed for e in damaged_run["result"].get_asset_check_evaluations()}
-    assert checks["raw_objects_reconcile_quarantine_"] is True
-    assert checks["daily_usage_reconciles_with_events_fct_daily_usage_"] is True
+    assert checks["assert_raw_objects_reconcile_with_quarantine"] is True
+    assert checks["assert_daily_usage_reconciles_with_events"] is True
 
 
 def test_malformed_webhooks_were_refused_and_duplicates_acknowledged(damaged_run):

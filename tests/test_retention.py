@@ -17,7 +17,7 @@ from tests.conftest import TEST_END_DATE, pipeline_environment, run_job, run_pip
 pytestmark = pytest.mark.integration
 END_OF_DATA = datetime.combine(TEST_END_DATE, datetime.min.time(), UTC)
 AS_OF = END_OF_DATA + timedelta(days=70)  # the generated days' cycles are all closed by then
-CUTOFF = END_OF_DATA + timedelta(days=40)  # and they all ended before this
+RETENTION_MONTHS = 1  # and they all ended more than a month before it
 
 
 def _query(warehouse, sql: str, params=None) -> list[tuple]:
@@ -26,9 +26,10 @@ def _query(warehouse, sql: str, params=None) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _build(warehouse, as_of: datetime) -> subprocess.CompletedProcess:
+def _build(warehouse, as_of: datetime, *select: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DBT_EXECUTABLE, "build", "--exclude", "test_type:unit", "--vars", json.dumps({"as_of": as_of.isoformat()}),
+        [DBT_EXECUTABLE, "build", "--exclude", "test_type:unit", *(["--select", *select] if select else []),
+         "--vars", json.dumps({"as_of": as_of.isoformat(), "retention_months": RETENTION_MONTHS}),
          "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
         capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
 
@@ -52,14 +53,16 @@ def retained(database_factory, sandbox_server, tmp_path_factory):
             cursor.execute("update marts.fct_cycle_usage set cost_usd = cost_usd + 1 "
                            "where client_id = 'client_002' and provider = 'retell' and metric = 'voice_seconds'")
             tampered = cursor.rowcount  # one row per cycle the generated days touch
+        # retention decides on what the models hold at a build: here, before the ledger books the difference
+        assert _build(warehouse, AS_OF, "retention_cycles", "retention_raw_rows").returncode == 0
         before = _counts(warehouse)
-        dry = run_retention(warehouse, CUTOFF, dry_run=True)
+        dry = run_retention(warehouse, dry_run=True)
         after_dry = _counts(warehouse)
-        applied = run_retention(warehouse, CUTOFF, dry_run=False)
+        applied = run_retention(warehouse, dry_run=False)
         after = _counts(warehouse)
         purged = _query(warehouse, "select client_id from ops.retention_purges order by 1")
         rebuild = _build(warehouse, AS_OF + timedelta(hours=1))
-        again = run_retention(warehouse, CUTOFF, dry_run=False)
+        again = run_retention(warehouse, dry_run=False)
         asset_run = run_job("retention", DagsterInstance.ephemeral())
     return {"warehouse": warehouse, "before": before, "dry": dry, "after_dry": after_dry, "applied": applied,
             "after": after, "purged": purged, "rebuild": rebuild, "again": again, "asset_run": asset_run,

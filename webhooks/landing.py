@@ -65,8 +65,6 @@ class LandingWriter:
         self._max_batch = max_batch
         self._task: asyncio.Task | None = None
         self.batches = 0
-        self.stored = 0
-        self.duplicates = 0
 
     async def start(self) -> None:
         await asyncio.to_thread(self._ensure_connection)
@@ -182,8 +180,6 @@ class LandingWriter:
         else:
             outcome = pending.row[0] in inserted
             inserted.discard(pending.row[0])  # the same delivery twice in one batch: stored once
-            self.stored += outcome
-            self.duplicates += not outcome
         if pending.done.done():  # the request went away
             return
         if isinstance(outcome, RefusedByDatabase):

@@ -1,99 +1,116 @@
 {# Incremental bookkeeping for fct_usage_events.
 
-   ops.usage_event_watermarks holds, per raw table, how far the last successful build read
-   (`processed`) and how far the build under way reads (`pending`). Rendering the model fixes
-   `pending` to what is visible now; the post-hooks delete stale rows for exactly the same object set
-   and then move `processed` up to `pending`. A failed build leaves `processed` where it was. #}
+   ops.usage_event_watermarks (created by billing_usage/tables.py) holds, per raw table of the
+   registry, how far the last successful build read (`processed`) and how far the build under way
+   reads (`pending`). Nothing here writes while a model is rendered (compile, docs, show): the
+   pre-hook pins `pending`, the model recomputes the objects whose raw rows lie in (processed, pending],
+   the post-hooks delete stale rows of exactly those objects and move `processed` up to `pending`, all
+   in the model's transaction, so a failed or killed build leaves the watermarks where they were.
 
+   The directory is reloaded whole; a change to it may move any event's attribution, so it makes the
+   build recompute everything. Its loads never overlap a build (they take the build's lock), so the
+   fingerprint read while rendering is the one the pre-hook pins.
+
+   The changed keys reach the query as one array per object kind, computed when it runs (an initplan
+   parameter): PostgreSQL pushes `external_id = any($n)` through the staging and intermediate views
+   down to the raw tables' key indexes, as it would a literal list, without the ids in the SQL text. #}
+
+{# Registry tables that hold billable objects, with how progress is measured (load or received). #}
 {% macro usage_event_raw_tables() %}
-{# (object kind, source, table, key column, progress measured by: dlt load id, received_at, or a
-   hash of the content for the directory, which is reloaded whole every run) #}
-{{ return([
-    ('retell:call', 'retell', 'calls', 'call_id', 'load'),
-    ('retell:call', 'retell_webhooks', 'retell_events', 'call_id', 'received'),
-    ('twilio:call', 'twilio', 'calls', 'sid', 'load'),
-    ('twilio:message', 'twilio', 'messages', 'sid', 'load'),
-    ('twilio:*', 'twilio_webhooks', 'twilio_callbacks', 'sid', 'received'),
-    ('openrouter:activity', 'openrouter', 'activity', none, 'load'),
-    ('directory:*', 'directory', 'resource_assignments', none, 'content'),
-]) }}
+    {%- set tables = [] -%}
+    {%- for source in graph.get('sources', {}).values() | sort(attribute='unique_id') -%}
+        {%- set entry = source.meta.get('registry', {}) -%}
+        {%- if entry.get('role') == 'objects' and entry.get('progress') in ('load', 'received') -%}
+            {%- do tables.append({'source_name': source.source_name, 'name': source.name, 'schema': source.schema,
+                                  'key': entry['key'],
+                                  'object_kind': entry['object_kind'], 'progress': entry['progress'],
+                                  'watermark': source.source_name ~ '.' ~ source.name}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(tables) }}
 {% endmacro %}
 
-{% macro usage_event_watermarks_table() -%}
-    {%- do run_query("create schema if not exists ops; create table if not exists ops.usage_event_watermarks "
-                     ~ "(raw_table text primary key, processed text, pending text)") -%}
-    ops.usage_event_watermarks
+{# The key the events carry as external_id: the key column, or a hash of several. #}
+{% macro _object_key(table) -%}
+    {{ table.key[0] if table.key | length == 1 else surrogate_key(table.key) }}
 {%- endmacro %}
 
 {# Progress as text: the dlt load id, or received_at in UTC ISO form. #}
-{% macro _position_text(kind) -%}
-    {%- if kind == 'load' -%} max(_dlt_load_id)
-    {%- elif kind == 'received' -%} max(to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'))
-    {%- else -%} md5(string_agg(concat_ws('|', resource_type, resource_id, client_id, agent_id, valid_from, valid_to),
-                               ',' order by resource_type, resource_id, valid_from))
+{% macro _position(progress) -%}
+    {%- if progress == 'load' -%} _dlt_load_id
+    {%- else -%} to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
     {%- endif -%}
 {%- endmacro %}
 
-{# Rows after `processed` (less an overlap for late commits of webhook rows) up to `pending`,
-   compared on the raw column itself so its index serves. #}
-{% macro _window_condition(kind, processed, pending, overlap_minutes) -%}
-    {%- if kind == 'load' -%}
-        _dlt_load_id > '{{ processed }}'{% if pending %} and _dlt_load_id <= '{{ pending }}'{% endif %}
+{# A hash of every resource assignment, read from the raw directory. #}
+{% macro directory_fingerprint() -%}
+    (select md5(coalesce(string_agg(concat_ws('|', resource_type, resource_id, client_id, agent_id, valid_from,
+                                              valid_to), ',' order by resource_type, resource_id, valid_from), ''))
+     from {{ raw_source('directory', 'resource_assignments') }})
+{%- endmacro %}
+
+{% macro _watermark(raw_table, column) -%}
+    (select {{ column }} from ops.usage_event_watermarks where raw_table = '{{ raw_table }}')
+{%- endmacro %}
+
+{# Rows after `processed` (up to `pending`, once pinned), compared on the raw column itself so its
+   index serves. Webhook rows are re-read with an overlap, for deliveries committed after later ones. #}
+{% macro _changed_rows(table, up_to_pending=true, overlap_minutes=5) -%}
+    {%- if table.progress == 'load' -%}
+        _dlt_load_id > coalesce({{ _watermark(table.watermark, 'processed') }}, '')
+        {%- if up_to_pending %} and _dlt_load_id <= {{ _watermark(table.watermark, 'pending') }}{% endif %}
     {%- else -%}
-        received_at > ('{{ processed }}'::timestamp at time zone 'UTC') - interval '{{ overlap_minutes }} minutes'
-        {%- if pending %} and received_at <= ('{{ pending }}'::timestamp at time zone 'UTC'){% endif %}
+        received_at > coalesce({{ _watermark(table.watermark, 'processed') }}::timestamp at time zone 'UTC',
+                               '-infinity') - interval '{{ overlap_minutes }} minutes'
+        {%- if up_to_pending %}
+        and received_at <= {{ _watermark(table.watermark, 'pending') }}::timestamp at time zone 'UTC'
+        {%- endif %}
     {%- endif -%}
 {%- endmacro %}
 
-{# Called while rendering the model: pins `pending` for every raw table. #}
+{# Pre-hook: pin, for every raw table, how far this build reads, and the directory it attributes with. #}
 {% macro pin_usage_event_watermarks() %}
-    {%- set table = usage_event_watermarks_table() -%}
-    {%- for _, source_name, table_name, _, kind in usage_event_raw_tables() -%}
-        {%- do run_query("insert into " ~ table ~ " (raw_table, pending) select '" ~ source_name ~ "." ~ table_name
-            ~ "', " ~ _position_text(kind) ~ " from " ~ raw_source(source_name, table_name)
-            ~ " on conflict (raw_table) do update set pending = excluded.pending") -%}
-    {%- endfor -%}
+    insert into ops.usage_event_watermarks (raw_table, pending)
+    {% for table in usage_event_raw_tables() -%}
+    select '{{ table.watermark }}', (select max({{ _position(table.progress) }})
+                                     from {{ raw_source(table.source_name, table.name) }})
+    union all
+    {% endfor -%}
+    select 'directory', {{ directory_fingerprint() }}
+    on conflict (raw_table) do update set pending = excluded.pending
 {% endmacro %}
 
-{# The condition on (provider, object_type, external_id) selecting the objects to recompute. #}
-{% macro changed_usage_objects(overlap_minutes=5, max_keys=200000) %}
+{# The condition on (provider, object_type, external_id) selecting the objects to recompute, or `true`
+   for all of them: on a first build, after the directory changed (attribution may move anywhere), or
+   when more than max_rows raw rows changed (recomputing everything is then cheaper). Decided from
+   reads only. #}
+{% macro changed_usage_objects(max_rows=200000) %}
     {%- if not execute or not is_incremental() or not has_column(this, 'last_observed_at') -%}
         {{ return('true') }}
     {%- endif -%}
-    {%- set table = usage_event_watermarks_table() -%}
-    {%- set marks = {} -%}
-    {%- for row in run_query("select raw_table, processed, pending from " ~ table).rows -%}
-        {%- do marks.update({row[0]: (row[1], row[2])}) -%}
+    {%- set watermarks = adapter.get_relation(database=target.database, schema='ops',
+                                               identifier='usage_event_watermarks') -%}
+    {%- if watermarks is none -%}{{ return('true') }}{%- endif -%}
+    {%- set directory = run_query("select " ~ directory_fingerprint() ~ " is distinct from "
+                                  ~ _watermark('directory', 'processed')) -%}
+    {%- if directory.columns[0].values()[0] -%}{{ return('true') }}{%- endif -%}
+    {%- set counts = [] -%}
+    {%- for table in usage_event_raw_tables() -%}
+        {%- do counts.append("(select count(*) from " ~ raw_source(table.source_name, table.name) ~ " where "
+            ~ _changed_rows(table, up_to_pending=false) ~ ")") -%}
     {%- endfor -%}
-    {%- set directory = marks.get('directory.resource_assignments', (none, none)) -%}
-    {%- if directory[0] is none or directory[0] != directory[1] -%}{{ return('true') }}{%- endif -%}
-    {%- set selects = [] -%}
-    {%- for object_kind, source_name, table_name, key, kind in usage_event_raw_tables()
-            if object_kind != 'directory:*' -%}
-        {%- set processed, pending = marks.get(source_name ~ '.' ~ table_name, (none, none)) -%}
-        {%- if processed is none and pending is not none -%}{{ return('true') }}{%- endif -%}
-        {%- set kind_expression = "'twilio:' || resource" if object_kind == 'twilio:*' else "'" ~ object_kind ~ "'" -%}
-        {%- set key_expression = key or surrogate_key(['date', 'api_key_hash', 'model_permaslug', 'endpoint_id']) -%}
-        {%- if pending is not none -%}
-        {%- do selects.append("select " ~ kind_expression ~ ", " ~ key_expression ~ " from "
-            ~ raw_source(source_name, table_name) ~ " where "
-            ~ _window_condition(kind, processed, pending, overlap_minutes)) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- do selects.append("select provider || ':' || object_type, external_id from " ~ this
-                          ~ " where attribution_status <> 'attributed'") -%}
-    {%- set changed = run_query(selects | join(' union ')) -%}
-    {%- if changed.rows | length > max_keys -%}{{ return('true') }}{%- endif -%}
-    {%- set by_kind = {} -%}
-    {%- for row in changed.rows -%}
-        {%- do by_kind.setdefault(row[0], []).append(row[1]) -%}
-    {%- endfor -%}
-    {%- if not by_kind -%}{{ return('false') }}{%- endif -%}
+    {%- if run_query("select " ~ counts | join(" + ")).columns[0].values()[0] > max_rows -%}
+        {{ return('true') }}
+    {%- endif -%}
     {%- set conditions = [] -%}
-    {%- for kind, ids in by_kind.items() -%}
-        {%- set provider, object_type = kind.split(':') -%}
-        {%- do conditions.append("(provider = '" ~ provider ~ "' and object_type = '" ~ object_type
-            ~ "' and external_id = any(array['" ~ ids | map('replace', "'", "''") | join("','") ~ "']::text[]))") -%}
+    {%- for table in usage_event_raw_tables() -%}
+        {%- set provider, object_type = table.object_kind.split(':') -%}
+        {%- for kind in (['call', 'message'] if object_type == '*' else [object_type]) -%}
+            {%- do conditions.append("(provider = '" ~ provider ~ "' and object_type = '" ~ kind ~ "'"
+                ~ " and external_id = any(coalesce((select array_agg(" ~ _object_key(table) ~ ") from "
+                ~ raw_source(table.source_name, table.name) ~ " where " ~ _changed_rows(table)
+                ~ (" and resource = '" ~ kind ~ "'" if object_type == '*' else "") ~ "), '{}')::text[]))") -%}
+        {%- endfor -%}
     {%- endfor -%}
     {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {% endmacro %}
@@ -102,8 +119,6 @@
    gone). Their days are recorded in ops.usage_event_removals so fct_daily_usage rebuilds them. #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    {%- do run_query("create table if not exists ops.usage_event_removals "
-                     ~ "(usage_date date not null, removed_at timestamptz not null default clock_timestamp())") -%}
     with removed as (
         delete from {{ this }}
         where ({{ changed }})
@@ -118,5 +133,5 @@
 
 {# Last post-hook: what this build read is now processed. #}
 {% macro advance_usage_event_watermarks() %}
-    update {{ usage_event_watermarks_table() }} set processed = pending
+    update ops.usage_event_watermarks set processed = pending
 {% endmacro %}

@@ -1,9 +1,8 @@
-{# The canonical UsageEvent (DESIGN.md section 3): one row per provider object and metric.
+{# The canonical UsageEvent (docs/canonical-event.md): one row per provider object and metric.
    Incremental: a run recomputes only the objects changed since the last one (see
    changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes,
    and rows of recomputed objects that are no longer billable (quarantined, or a metric gone) are
    deleted by the post-hook. #}
-{% if execute %}{% do pin_usage_event_watermarks() %}{% endif %}
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
@@ -16,6 +15,7 @@
       {'columns': ['usage_date']},
       {'columns': ['last_observed_at']},
     ],
+    pre_hook="{{ pin_usage_event_watermarks() }}",
     post_hook=["{{ delete_stale_usage_events() }}", "{{ advance_usage_event_watermarks() }}"],
 ) }}
 
