@@ -47,6 +47,16 @@ create table if not exists ops.usage_event_removals (
     usage_date date not null,              -- a day that lost events: fct_daily_usage rebuilds it
     removed_at timestamptz not null default clock_timestamp()
 );
+create table if not exists ops.alerts (
+    alert_id text primary key,             -- one per transition: a check failing or recovering, a run failing
+    kind text not null,                    -- check_failed | check_recovered | run_failed
+    subject text not null,                 -- asset:check, or job name
+    severity text,
+    message text not null,
+    happened_at timestamptz not null,
+    sent_at timestamptz,                   -- null: no webhook configured (or not delivered yet)
+    delivery text                          -- how it went out: slack, json, logged
+);
 create table if not exists ops.retention_purges (
     cycle_id text primary key,
     client_id text not null,
