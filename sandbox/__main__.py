@@ -14,6 +14,7 @@ import yaml
 from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector
+from sandbox.scenarios import parse as parse_scenario
 from sandbox.server import SandboxServer
 from sandbox.totals import expected_totals, iter_records
 from sandbox.webhook_sender import send_webhooks
@@ -25,7 +26,15 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
                "corrupt_rate")}
     if args.end_date:
         values["end_date"] = date.fromisoformat(args.end_date)
+    values["scenarios"] = tuple(args.scenario)
     return SandboxConfig(**values)
+
+
+def _scenario(text: str) -> tuple:
+    try:
+        return parse_scenario(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corrupt-rate", type=float, default=defaults.corrupt_rate,
                         help="share of records damaged on purpose, to exercise quarantine")
     parser.add_argument("--end-date", help="last generated UTC day (default: yesterday)")
+    parser.add_argument("--scenario", action="append", default=[], type=_scenario, metavar="KIND,ARG,...",
+                        help="plant an anomaly, e.g. spike,0,2026-03-10,4 or silent_provider,twilio,2026-03-12 "
+                             "(repeatable; kinds and arguments in sandbox/scenarios.py)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the provider APIs")
@@ -61,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     hooks.add_argument("--twilio-url")
 
     args = parser.parse_args(argv)
-    config = _config(args)
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     if args.command == "serve":
         faults = FaultInjector(args.error_rate, args.slow_rate, args.slow_ms, seed=config.seed)

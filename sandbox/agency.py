@@ -80,6 +80,19 @@ def clients(config: SandboxConfig) -> tuple[Client, ...]:
     return tuple(result)
 
 
+def unregistered_agent(config: SandboxConfig, client: Client) -> Agent:
+    """A Retell agent (with its own number) the client runs but the directory never lists: what the
+    `unregistered_agent` scenario routes calls through (see sandbox.scenarios)."""
+    return Agent(
+        agent_id=f"{client.client_id}_agent_unregistered",
+        client_id=client.client_id,
+        name=f"Unregistered agent of client {client.index + 1}",
+        retell_agent_id="agent_" + stable_hex(config.seed, "retell-agent-unregistered", client.index, length=24),
+        phone_number=f"+1202{client.index + 1:03d}9999",
+        phone_number_sid="PN" + stable_hex(config.seed, "number-unregistered", client.index),
+    )
+
+
 def directory(config: SandboxConfig) -> dict:
     """Clients, agents and effective-dated resource assignments, as the directory file holds them."""
     valid_from = config.start_date.isoformat() + "T00:00:00Z"

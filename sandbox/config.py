@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from sandbox.scenarios import normalize
+
 
 def stable_hex(*parts: object, length: int = 32) -> str:
     """A deterministic hex id derived from `parts`."""
@@ -30,6 +32,14 @@ class SandboxConfig:
     end_date: date = field(default_factory=_yesterday_utc)
     retell_workspaces: int = 1
     corrupt_rate: float = 0.0  # share of records damaged on purpose (see sandbox.corruption)
+    # planted anomalies, e.g. (("spike", 0, "2026-03-10", 4.0),); see sandbox.scenarios. None by default.
+    scenarios: tuple[tuple, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scenarios", normalize(self.scenarios))
+        for kind, *arguments in self.scenarios:
+            if kind in ("spike", "silent_client", "unregistered_agent") and arguments[0] >= self.clients:
+                raise ValueError(f"{kind}: client index {arguments[0]} is out of range ({self.clients} clients)")
 
     @property
     def start_date(self) -> date:
@@ -63,6 +73,7 @@ class SandboxConfig:
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["end_date"] = self.end_date.isoformat()
+        data["scenarios"] = [list(entry) for entry in self.scenarios]
         return data
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from sandbox.agency import clients
@@ -22,20 +23,27 @@ class Total:
         self.cost_usd += cost_usd
 
 
-def iter_records(config: SandboxConfig) -> Iterator[tuple[str, str, dict]]:
-    """Every generated billable object as (provider, client_id, record), one client-day at a time."""
+def iter_day_records(config: SandboxConfig) -> Iterator[tuple[date, str, str, dict]]:
+    """Every generated billable object as (day generated for, provider, client_id, record), one client-day
+    at a time."""
     for day in config.iter_days():
         for client in clients(config):
             usage = client_day(config, client.index, day)
             for call in usage.retell_calls:
-                yield "retell", client.client_id, call
+                yield day, "retell", client.client_id, call
             for leg in usage.twilio_calls:
-                yield "twilio", client.client_id, leg
+                yield day, "twilio", client.client_id, leg
             for message in usage.twilio_messages:
-                yield "twilio", client.client_id, message
+                yield day, "twilio", client.client_id, message
             for row in openrouter_activity(config, client.index, day):
-                yield "openrouter", client.client_id, row
+                yield day, "openrouter", client.client_id, row
         client_day.cache_clear()
+
+
+def iter_records(config: SandboxConfig) -> Iterator[tuple[str, str, dict]]:
+    """Every generated billable object as (provider, client_id, record), one client-day at a time."""
+    for _, provider, client_id, record in iter_day_records(config):
+        yield provider, client_id, record
 
 
 def record_cost_usd(provider: str, record: dict) -> Decimal:
@@ -51,4 +59,13 @@ def expected_totals(config: SandboxConfig) -> dict[tuple[str, str], Total]:
     totals: dict[tuple[str, str], Total] = defaultdict(Total)
     for provider, client_id, record in iter_records(config):
         totals[(provider, client_id)].add(record_cost_usd(provider, record))
+    return dict(totals)
+
+
+def daily_totals(config: SandboxConfig) -> dict[tuple[date, str, str], Total]:
+    """(UTC day, provider, client_id) -> objects and exact USD cost generated: what planted scenarios
+    (sandbox.scenarios) did to each day, for tests to derive their expectations from."""
+    totals: dict[tuple[date, str, str], Total] = defaultdict(Total)
+    for day, provider, client_id, record in iter_day_records(config):
+        totals[(day, provider, client_id)].add(record_cost_usd(provider, record))
     return dict(totals)

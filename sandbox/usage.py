@@ -6,6 +6,7 @@ for the client-days it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from sandbox.agency import Agent, Client, clients
+from sandbox.agency import Agent, Client, clients, unregistered_agent
 from sandbox.config import SandboxConfig, stable_hex
 from sandbox.corruption import corrupt
+from sandbox.scenarios import plan
 
 CENT = Decimal("0.0001")
 # Retell products, cents per billed second.
@@ -75,20 +77,32 @@ class ClientDay:
     twilio_messages: list[dict]
 
 
+def _priced(price: Decimal, factor: Decimal) -> Decimal:
+    return price if factor == 1 else price * factor
+
+
 def _retell_call(config: SandboxConfig, client: Client, agent: Agent, day: date, k: int,
-                 rng: random.Random) -> tuple[dict, dict | None]:
+                 rng: random.Random, handled_by: Agent | None = None) -> tuple[dict, dict | None]:
+    """Call k of `agent` that day; `handled_by` another agent (scenario unregistered_agent) answers it."""
     call_id = "call_" + stable_hex(config.seed, "call", day, client.index, agent.agent_id, k, length=28)
+    agent = handled_by or agent
+    scenarios = plan(config.scenarios)
     start = _day_start(day) + timedelta(milliseconds=rng.randrange(0, 86_400_000 - 1_000))
     is_phone = rng.random() < 0.85
     connected = not is_phone or rng.random() > 0.05
-    duration_ms = rng.randrange(4_000, 600_000) if connected else 0
+    drawn_ms = duration_ms = rng.randrange(4_000, 600_000) if connected else 0
+    usage_factor = scenarios.usage_factor(client.index, day)
+    if usage_factor != 1.0:
+        duration_ms = round(drawn_ms * usage_factor)
     billed_seconds = max(10, math.ceil(duration_ms / 1000)) if connected else 0
     end = start + timedelta(milliseconds=duration_ms)
     start_ms = int(start.timestamp() * 1000)
+    retell_prices = [(name, _priced(price, scenarios.price_factor("retell:voice_seconds", day)))
+                     for name, price in RETELL_PRODUCTS]
     product_costs = [
         {"product": name, "unit_price": float(price), "cost": float((price * billed_seconds).quantize(CENT)),
          "is_transfer_leg_cost": False}
-        for name, price in RETELL_PRODUCTS
+        for name, price in retell_prices
     ] if connected else []
     combined = sum((Decimal(str(p["cost"])) for p in product_costs), Decimal(0))
     call = {
@@ -107,13 +121,16 @@ def _retell_call(config: SandboxConfig, client: Client, agent: Agent, day: date,
         "call_cost": {
             "product_costs": product_costs,
             "total_duration_seconds": billed_seconds,
-            "total_duration_unit_price": float(sum(p for _, p in RETELL_PRODUCTS)) if connected else 0,
+            "total_duration_unit_price": float(sum(p for _, p in retell_prices)) if connected else 0,
             "combined_cost": float(combined),
         },
     }
     if connected:
-        requests = max(1, duration_ms // 15_000)
+        requests = max(1, drawn_ms // 15_000)
         values = [800 + int(rng.random() * 1_600) for _ in range(requests)]
+        if duration_ms != drawn_ms:  # a planted spike: as many requests as the longer call makes, and no
+            # other draw, so the rest of the day is what it would have been
+            values = [values[n % len(values)] for n in range(max(1, duration_ms // 15_000))]
         call["llm_token_usage"] = {"values": values, "average": sum(values) / len(values),
                                    "num_requests": float(len(values))}
         call["call_analysis"] = {"call_successful": rng.random() < 0.8, "in_voicemail": False,
@@ -131,7 +148,8 @@ def _retell_call(config: SandboxConfig, client: Client, agent: Agent, day: date,
                 telephony_identifier={"twilio_call_sid": call_sid})
     twilio_direction = "inbound" if direction == "inbound" else "outbound-api"
     seconds = math.ceil(duration_ms / 1000)
-    price = TWILIO_VOICE_PER_MINUTE[twilio_direction] * math.ceil(seconds / 60)
+    per_minute = _priced(TWILIO_VOICE_PER_MINUTE[twilio_direction], scenarios.price_factor("twilio:voice_minutes", day))
+    price = per_minute * math.ceil(seconds / 60)
     account = client.twilio_subaccount_sid
     leg = {
         "sid": call_sid,
@@ -176,7 +194,9 @@ def _message(config: SandboxConfig, client: Client, agent: Agent, day: date, k: 
     outbound = rng.random() < 0.7
     customer = f"+1303{rng.randrange(0, 10_000_000):07d}"
     segments = 1 if is_mms else rng.choice((1, 1, 1, 2, 3))
-    price = TWILIO_MMS_PER_MESSAGE if is_mms else TWILIO_SMS_PER_SEGMENT * segments
+    scenarios = plan(config.scenarios)
+    price = (_priced(TWILIO_MMS_PER_MESSAGE, scenarios.price_factor("twilio:mms_messages", day)) if is_mms else
+             _priced(TWILIO_SMS_PER_SEGMENT, scenarios.price_factor("twilio:sms_segments", day)) * segments)
     account = client.twilio_subaccount_sid
     return {
         "sid": sid,
@@ -209,16 +229,27 @@ def _message(config: SandboxConfig, client: Client, agent: Agent, day: date, k: 
 def client_day(config: SandboxConfig, client_index: int, day: date) -> ClientDay:
     client = clients(config)[client_index]
     result = ClientDay([], [], [])
-    for agent in client.agents:
+    scenarios = plan(config.scenarios)
+    if scenarios.client_silent(client_index, day):
+        return result
+    rate = scenarios.corrupt_rate(day)
+    damage = dataclasses.replace(config, corrupt_rate=rate) if rate is not None else config
+    unregistered = scenarios.unregistered(client_index, day)
+    stand_in = unregistered_agent(config, client) if unregistered else None
+    retell_silent, twilio_silent = (scenarios.provider_silent(p, day) for p in ("retell", "twilio"))
+    for aj, agent in enumerate(client.agents):
         rng = random.Random(f"{config.seed}:{day.isoformat()}:{agent.agent_id}")
         for k in range(config.calls_per_agent_per_day):
-            call, leg = _retell_call(config, client, agent, day, k, rng)
-            result.retell_calls.append(corrupt(config, "retell_call", call, call["call_id"]))
-            if leg is not None:
-                result.twilio_calls.append(corrupt(config, "twilio_call", leg, leg["sid"]))
+            handled_by = stand_in if aj * config.calls_per_agent_per_day + k < unregistered else None
+            call, leg = _retell_call(config, client, agent, day, k, rng, handled_by)
+            if not retell_silent:
+                result.retell_calls.append(corrupt(damage, "retell_call", call, call["call_id"]))
+            if leg is not None and not twilio_silent:
+                result.twilio_calls.append(corrupt(damage, "twilio_call", leg, leg["sid"]))
         for k in range(rng.randrange(0, config.calls_per_agent_per_day // 2 + 2)):
             message = _message(config, client, agent, day, k, rng)
-            result.twilio_messages.append(corrupt(config, "twilio_message", message, message["sid"]))
+            if not twilio_silent:
+                result.twilio_messages.append(corrupt(damage, "twilio_message", message, message["sid"]))
     # Sorted as the APIs list them; a record that lost its id sorts by its timestamps alone.
     result.retell_calls.sort(key=lambda c: (c["start_timestamp"], c.get("call_id", "")))
     result.twilio_calls.sort(key=lambda c: (c["uri"], c.get("sid", "")))
@@ -229,10 +260,20 @@ def client_day(config: SandboxConfig, client_index: int, day: date) -> ClientDay
 def openrouter_activity(config: SandboxConfig, client_index: int, day: date) -> list[dict]:
     """Activity rows of one client's key on one UTC day, one per model endpoint."""
     client = clients(config)[client_index]
+    scenarios = plan(config.scenarios)
+    if scenarios.client_silent(client_index, day) or scenarios.provider_silent("openrouter", day):
+        return []
+    rate = scenarios.corrupt_rate(day)
+    damage = dataclasses.replace(config, corrupt_rate=rate) if rate is not None else config
+    usage_factor = scenarios.usage_factor(client_index, day)
+    price_factor = scenarios.price_factor("openrouter:llm_tokens", day)
     rng = random.Random(f"{config.seed}:{day.isoformat()}:{client.client_id}:openrouter")
     rows = []
     for model, permaslug, provider, prompt_price, completion_price in OPENROUTER_MODELS:
         requests = rng.randrange(0, len(client.agents) * config.calls_per_agent_per_day * 3 + 1)
+        if usage_factor != 1.0:
+            requests = round(requests * usage_factor)
+        prompt_price, completion_price = _priced(prompt_price, price_factor), _priced(completion_price, price_factor)
         if requests == 0:
             continue
         prompt_tokens = requests * rng.randrange(300, 1_500)
@@ -252,7 +293,7 @@ def openrouter_activity(config: SandboxConfig, client_index: int, day: date) -> 
             "reasoning_tokens": 0,
             "cached_tokens": prompt_tokens // 4,
         }
-        rows.append(corrupt(config, "openrouter_activity", row, f"{day}:{client.client_id}:{permaslug}"))
+        rows.append(corrupt(damage, "openrouter_activity", row, f"{day}:{client.client_id}:{permaslug}"))
     return rows
 
 

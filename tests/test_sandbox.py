@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
-from datetime import UTC, datetime
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +18,8 @@ import requests
 from billing_usage.signatures import verify_retell, verify_twilio
 from sandbox.agency import clients, directory
 from sandbox.config import SandboxConfig
-from sandbox.totals import expected_totals, iter_records
+from sandbox.server import start_in_thread
+from sandbox.totals import expected_totals, iter_day_records, iter_records
 from sandbox.usage import client_day, openrouter_activity, rfc2822, twilio_price, usage_totals
 from sandbox.webhook_sender import send_webhooks
 from tests.conftest import SMALL, reference_json
@@ -431,3 +435,150 @@ def test_bad_pending_requests_are_refused(sandbox_server, method, path, body):
     response = requests.request(method, f"{sandbox_server.base_url}/_sandbox{path}", json=body, timeout=10)
     assert response.status_code in (400, 405)
     assert _pending(sandbox_server, "GET")["held_by_id"] == []
+
+
+# --- planted scenarios (sandbox.scenarios) -------------------------------------------------------
+
+def _planted(*scenarios) -> SandboxConfig:
+    return dataclasses.replace(SMALL, scenarios=scenarios)
+
+
+def _day(offset: int) -> date:
+    return SMALL.start_date + timedelta(days=offset)
+
+
+def test_scenarios_are_off_by_default_and_travel_as_json():
+    assert SMALL.scenarios == () and SMALL.to_json()["scenarios"] == []
+    planted = _planted(("spike", 0, _day(2), 3), ["silent_provider", "twilio", _day(1).isoformat()])
+    assert planted.scenarios == (("spike", 0, _day(2).isoformat(), 3.0),
+                                 ("silent_provider", "twilio", _day(1).isoformat()))
+    assert SandboxConfig.from_json(json.loads(json.dumps(planted.to_json()))) == planted
+    assert hash(planted) == hash(SandboxConfig.from_json(planted.to_json()))
+    legacy = {k: v for k, v in SMALL.to_json().items() if k != "scenarios"}  # a config from before scenarios
+    assert SandboxConfig.from_json(legacy) == SMALL
+
+
+@pytest.mark.parametrize("scenario", [
+    ("surge", 0, "2026-03-10", 2), ("spike", 0, "2026-03-10"), ("spike", 0, "not a day", 2),
+    ("spike", 0, "2026-03-10", 0), ("spike", 9, "2026-03-10", 2), ("silent_provider", "vonage", "2026-03-10"),
+    ("silent_client", 0, "2026-03-10", "2026-03-09"), ("unit_price_change", "twilio:calls", "2026-03-10", 2),
+    ("corrupt_day", "2026-03-10", 1.5), ("unregistered_agent", 0, "2026-03-10", -1),
+])
+def test_bad_scenarios_are_refused(scenario):
+    with pytest.raises(ValueError):
+        _planted(scenario)
+
+
+def test_cli_takes_scenarios(capsys):
+    from sandbox.__main__ import main
+
+    assert main(["--days", "2", "--end-date", SMALL.end_date.isoformat(), "--scenario",
+                 f"silent_provider,openrouter,{SMALL.end_date}", "--scenario",
+                 f"silent_provider,openrouter,{SMALL.end_date - timedelta(days=1)}", "totals"]) == 0
+    assert "openrouter" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--scenario", "spike,0", "totals"])
+
+
+def test_a_spike_scales_one_client_day_and_keeps_every_id():
+    planted = _planted(("spike", 1, _day(2), 4))
+    clean, spiked = client_day(SMALL, 1, _day(2)), client_day(planted, 1, _day(2))
+    assert [c["call_id"] for c in clean.retell_calls] == [c["call_id"] for c in spiked.retell_calls]
+    for before, after in zip(clean.retell_calls, spiked.retell_calls, strict=True):
+        assert after["duration_ms"] == before["duration_ms"] * 4
+    assert sum(c["call_cost"]["combined_cost"] for c in spiked.retell_calls) > 3.5 * sum(
+        c["call_cost"]["combined_cost"] for c in clean.retell_calls)
+    requests_of = lambda config: sum(r["requests"] for r in openrouter_activity(config, 1, _day(2)))  # noqa: E731
+    assert requests_of(planted) > 3 * requests_of(SMALL)
+    for index, day in ((0, _day(2)), (1, _day(1)), (1, _day(3)), (2, _day(2))):  # nothing else moves
+        assert client_day(planted, index, day) == client_day(SMALL, index, day)
+        assert openrouter_activity(planted, index, day) == openrouter_activity(SMALL, index, day)
+
+
+def test_silent_clients_and_providers_report_nothing():
+    planted = _planted(("silent_client", 0, _day(1), _day(2)), ("silent_provider", "retell", _day(3)),
+                       ("silent_provider", "twilio", _day(4)), ("silent_provider", "openrouter", _day(0)))
+    for day in (_day(1), _day(2)):
+        usage = client_day(planted, 0, day)
+        assert not (usage.retell_calls or usage.twilio_calls or usage.twilio_messages)
+        assert openrouter_activity(planted, 0, day) == [] and client_day(planted, 1, day) == client_day(SMALL, 1, day)
+    retell_quiet, twilio_quiet = client_day(planted, 2, _day(3)), client_day(planted, 2, _day(4))
+    assert retell_quiet.retell_calls == [] and retell_quiet.twilio_calls == client_day(SMALL, 2, _day(3)).twilio_calls
+    assert twilio_quiet.twilio_calls == twilio_quiet.twilio_messages == []
+    assert twilio_quiet.retell_calls == client_day(SMALL, 2, _day(4)).retell_calls  # their legs are orphans
+    assert all(openrouter_activity(planted, c.index, _day(0)) == [] for c in clients(SMALL))
+
+
+def test_a_unit_price_change_holds_from_its_day_on():
+    planted = _planted(("unit_price_change", "twilio:voice_minutes", _day(2), 1.5),
+                       ("unit_price_change", "openrouter:llm_tokens", _day(3), 2))
+    for day in SMALL.iter_days():
+        clean, changed = client_day(SMALL, 0, day), client_day(planted, 0, day)
+        factor = Decimal("1.5") if day >= _day(2) else 1
+        for before, after in zip(clean.twilio_calls, changed.twilio_calls, strict=True):
+            assert Decimal(after["price"]) == Decimal(before["price"]) * factor
+        assert changed.retell_calls == clean.retell_calls and changed.twilio_messages == clean.twilio_messages
+        usage = {r["model"]: r["usage"] for r in openrouter_activity(planted, 0, day)}
+        expected = {r["model"]: r["usage"] * (2 if day >= _day(3) else 1) for r in openrouter_activity(SMALL, 0, day)}
+        assert usage == pytest.approx(expected, rel=1e-6)
+
+
+def test_calls_of_an_unregistered_agent_are_not_in_the_directory():
+    planted = _planted(("unregistered_agent", 2, _day(1), 3))
+    known = {a["resource_id"] for a in directory(planted)["resource_assignments"]
+             if a["resource_type"] in ("retell_agent", "twilio_phone_number")}
+    clean, changed = client_day(SMALL, 2, _day(1)), client_day(planted, 2, _day(1))
+    assert [c["call_id"] for c in changed.retell_calls] == [c["call_id"] for c in clean.retell_calls]
+    stray = [c for c in changed.retell_calls if c["agent_id"] not in known]
+    assert len(stray) == 3 and len({c["agent_id"] for c in stray}) == 1
+    numbers = {c["from_number"] if c["direction"] == "outbound" else c["to_number"]
+               for c in stray if c["call_type"] == "phone_call"}
+    assert numbers and not numbers & known
+    legs = {leg["sid"]: leg for leg in changed.twilio_calls}
+    subaccount = clients(SMALL)[2].twilio_subaccount_sid
+    assert all(legs[c["telephony_identifier"]["twilio_call_sid"]]["account_sid"] == subaccount
+               for c in stray if c["call_type"] == "phone_call")
+    assert directory(planted) == directory(SMALL)
+
+
+def test_a_corrupt_day_damages_that_day_only():
+    planted = _planted(("corrupt_day", _day(2), 0.5))
+
+    def damaged(day: date) -> int:
+        return sum("_sandbox_corruption" in record for c in clients(SMALL)
+                   for record in client_day(planted, c.index, day).retell_calls
+                   + client_day(planted, c.index, day).twilio_calls)
+
+    assert damaged(_day(2)) > 10 and damaged(_day(1)) == damaged(_day(3)) == 0
+
+
+def test_provider_totals_and_listings_agree_with_planted_records():
+    planted = _planted(("spike", 0, SMALL.end_date, 3), ("silent_provider", "twilio", _day(3)),
+                       ("unit_price_change", "twilio:sms_segments", _day(1), 2),
+                       ("silent_provider", "openrouter", SMALL.end_date))
+    server = start_in_thread(planted)
+    try:
+        for client in clients(planted):
+            records = _twilio(server, f"/2010-04-01/Accounts/{client.twilio_subaccount_sid}/Usage/Records/Daily.json",
+                              {"Category": "totalprice", "PageSize": 1000}).json()["usage_records"]
+            served = {r["start_date"]: Decimal(r["price"]) for r in records}
+            for day in planted.iter_days():
+                usage = client_day(planted, client.index, day)
+                generated = sum((-Decimal(r["price"]) for r in usage.twilio_calls + usage.twilio_messages), Decimal(0))
+                assert served[day.isoformat()] == generated
+            assert served[_day(3).isoformat()] == 0
+        activity = requests.get(f"{server.base_url}/openrouter/api/v1/activity",
+                                headers={"Authorization": f"Bearer {planted.openrouter_management_key}"},
+                                timeout=10).json()["data"]
+        assert activity and SMALL.end_date.isoformat() not in {row["date"] for row in activity}
+        start = int(datetime.combine(SMALL.end_date, datetime.min.time(), UTC).timestamp() * 1000)
+        listed = _retell(server, {"limit": 1000, "filter_criteria": {"start_timestamp": {
+            "op": "ge", "type": "number", "value": start}}}, planted.retell_api_key(0)).json()["items"]
+        spiked = {c["call_id"]: c for c in client_day(planted, 0, SMALL.end_date).retell_calls}
+        assert {c["call_id"]: c for c in listed if c["call_id"] in spiked} == spiked
+        by_day = defaultdict(int)
+        for day, provider, _, _ in iter_day_records(planted):
+            by_day[(day, provider)] += 1
+        assert by_day[(_day(3), "retell")] > 0 and by_day[(_day(3), "twilio")] == 0
+    finally:
+        server.shutdown()
