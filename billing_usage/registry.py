@@ -37,6 +37,7 @@ class RawTable:
     progress: str | None = None
     collection_check: bool = False
     quarantine_of: str | None = None
+    description: str = ""
 
     @property
     def relation(self) -> str:
@@ -63,8 +64,13 @@ def raw_tables(manifest: Path = MANIFEST) -> tuple[RawTable, ...]:
             owner=entry["owner"], role=entry["role"], object_kind=entry.get("object_kind"),
             key=tuple(entry.get("key", ())), progress=entry.get("progress"),
             collection_check=entry.get("collection_check", False), quarantine_of=entry.get("quarantine_of"),
+            description=(source.get("description") or source.get("source_description") or "").strip(),
         ))
     return tuple(tables)
+
+
+def by_asset_key(asset_key: tuple[str, ...]) -> RawTable | None:
+    return next((table for table in raw_tables() if table.asset_key == asset_key), None)
 
 
 def owned_by(owner: str) -> tuple[RawTable, ...]:

@@ -4,7 +4,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
-from dagster_project.checks import collection_checks
+from dagster_project.checks import collection_checks, prices_settle
 from dagster_project.ingestion import collector_quarantine_assets, raw_assets
 from dagster_project.jobs import (
     build_after_collection_sensor,
@@ -20,7 +20,7 @@ from dagster_project.webhooks import webhook_deliveries_sensor, webhook_landing_
 
 defs = Definitions(
     assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention],
-    asset_checks=collection_checks,
+    asset_checks=[*collection_checks, prices_settle],
     jobs=[collect_usage_job, build_models_job, retention_job],
     schedules=[collect_usage_schedule, daily_rollup_schedule, retention_schedule],
     sensors=[build_after_collection_sensor, webhook_deliveries_sensor],

@@ -13,9 +13,10 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from billing_usage.collector_state import record_failure, record_success
 from billing_usage.locks import advisory_lock
 from billing_usage.raw_indexes import ensure_raw_indexes
-from billing_usage.registry import RECEIVER, owned_by, raw_tables
+from billing_usage.registry import RECEIVER, by_asset_key, owned_by, raw_tables
 from billing_usage.settings import get_settings
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
+from dagster_project.policies import OWNERS, POLLED
 from dagster_project.resources import WarehouseResource
 from dlt_sources.directory import directory_source
 from dlt_sources.http_client import ProviderError
@@ -25,15 +26,20 @@ from dlt_sources.twilio import twilio_source
 
 
 class RawTranslator(DagsterDltTranslator):
-    """raw_<source>/<table> keys, matching meta.dagster.asset_key in the dbt sources."""
+    """raw_<source>/<table> keys, matching meta.dagster.asset_key in the dbt sources; descriptions from
+    the registry; polled tables must stay under 15 minutes behind the providers."""
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
         spec = super().get_asset_spec(data)
-        source = data.resource.source_name
+        key = (f"raw_{data.resource.source_name}", data.resource.name)
+        table = by_asset_key(key)
         return spec.replace_attributes(
-            key=AssetKey([f"raw_{source}", data.resource.name]),
-            group_name=f"raw_{source}",
+            key=AssetKey(list(key)),
+            group_name=key[0],
             deps=[],
+            owners=OWNERS,
+            description=table.description if table and table.description else spec.description,
+            freshness_policy=POLLED if table and table.progress == "load" else None,
         )
 
 
@@ -99,16 +105,59 @@ def _backfill(context: AssetExecutionContext) -> dict:
     return {"backfill_start": days[0], "backfill_end": days[1]} if days else {}
 
 
+PENDING_SQL = """
+    select distinct object_type, external_id, attributes ->> 'workspace', attributes ->> 'account_sid'
+    from marts.fct_usage_events
+    where provider = %s and cost_status = 'pending'
+"""
+# A Retell call picked from its webhook carries no workspace; a poll of it may have recorded one.
+POLLED_WORKSPACE_SQL = "select call_id, workspace from raw_retell.calls where call_id = any(%s)"
+
+
+def pending_objects(warehouse: WarehouseResource, provider: str) -> list[tuple[str, str, str | None, str | None]]:
+    """(object_type, id, Retell workspace, Twilio account) of the objects the canonical events still hold
+    as pending a price; past var('pending_max_age_days') the build marks them expired and they drop out."""
+    with warehouse.warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select 1 from information_schema.columns where table_schema = 'marts' "
+                       "and table_name = 'fct_usage_events' and column_name = 'cost_status'")
+        if cursor.fetchone() is None:  # no build yet
+            return []
+        cursor.execute(PENDING_SQL, (provider,))
+        return cursor.fetchall()
+
+
+def _retell_options(context: AssetExecutionContext, warehouse: WarehouseResource) -> dict:
+    if backfill_days(context):
+        return _backfill(context)
+    pending = {call_id: workspace for _, call_id, workspace, _ in pending_objects(warehouse, "retell")}
+    unknown = [call_id for call_id, workspace in pending.items() if not workspace]
+    if unknown:
+        with warehouse.warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select to_regclass('raw_retell.calls') is not null")
+            if cursor.fetchone()[0]:
+                cursor.execute(POLLED_WORKSPACE_SQL, (unknown,))
+                pending.update(cursor.fetchall())
+    return {"pending_calls": [{"workspace": workspace, "call_id": call_id}
+                              for call_id, workspace in pending.items() if workspace]}
+
+
+def _twilio_options(context: AssetExecutionContext, warehouse: WarehouseResource) -> dict:
+    if backfill_days(context):
+        return _backfill(context)
+    return {"pending_records": [{"account_sid": account, "sid": sid}
+                                for _, sid, _, account in pending_objects(warehouse, "twilio") if account]}
+
+
 @dlt_assets(dlt_source=retell_source(workspaces=[]), dlt_pipeline=_template_pipeline("retell"),
             name="retell", dagster_dlt_translator=RawTranslator(), pool="dlt_retell", **PARTITIONED)
 def retell_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
-    yield from _run(context, dlt, warehouse, "retell", retell_source(**_backfill(context)))
+    yield from _run(context, dlt, warehouse, "retell", retell_source(**_retell_options(context, warehouse)))
 
 
 @dlt_assets(dlt_source=twilio_source(accounts=[]), dlt_pipeline=_template_pipeline("twilio"),
             name="twilio", dagster_dlt_translator=RawTranslator(), pool="dlt_twilio", **PARTITIONED)
 def twilio_raw(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
-    yield from _run(context, dlt, warehouse, "twilio", twilio_source(**_backfill(context)))
+    yield from _run(context, dlt, warehouse, "twilio", twilio_source(**_twilio_options(context, warehouse)))
 
 
 @dlt_assets(dlt_source=openrouter_source(accounts=[]), dlt_pipeline=_template_pipeline("openrouter"),
@@ -130,7 +179,8 @@ raw_assets = [retell_raw, twilio_raw, openrouter_raw, directory_raw]
 # dlt_sources/quarantine.py); these specs put those tables in the lineage, downstream of the resource.
 collector_quarantine_assets = [
     AssetSpec(AssetKey(list(table.asset_key)), deps=[AssetKey([table.schema, table.quarantine_of])],
-              group_name=table.schema, kinds={"dlt", "postgres"},
-              description=f"{table.schema}.{table.quarantine_of} records the collector could not key.")
+              group_name=table.schema, kinds={"dlt", "postgres"}, owners=OWNERS,
+              description=table.description or f"{table.schema}.{table.quarantine_of} records the collector could "
+                                                "not key.")
     for table in raw_tables() if table.role == "quarantine" and table.owner != RECEIVER
 ]

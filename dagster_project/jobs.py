@@ -25,7 +25,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from dagster_project.checks import collection_checks
+from dagster_project.checks import collection_checks, prices_settle
 from dagster_project.ingestion import raw_assets
 from dagster_project.partitions import daily_partitions
 from dagster_project.transformation import billing_dbt_models
@@ -40,7 +40,10 @@ collect_usage_job = define_asset_job(
 
 build_models_job = define_asset_job(
     "build_models",
-    selection=AssetSelection.assets(billing_dbt_models) | AssetSelection.checks(*collection_checks),
+    # the checks on the raw tables too: collection health and dbt's source tests
+    selection=AssetSelection.assets(billing_dbt_models)
+    | AssetSelection.checks_for_assets(*raw_assets)
+    | AssetSelection.checks(*collection_checks, prices_settle),
     partitions_def=daily_partitions,
     description="Rebuild the dbt models from what the raw tables hold now, and check collection health.",
 )

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetObservation
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from billing_usage.locks import advisory_lock
 from billing_usage.settings import PROJECT_ROOT, utc_now
 from billing_usage.tables import ensure_tables, store_pii_salt
 from dagster_project.partitions import backfill_days, daily_partitions, single_run
+from dagster_project.policies import DAILY_ROLLUP, OWNERS
 from dagster_project.resources import WarehouseResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -32,14 +33,32 @@ def dbt_build_args(as_of: str, backfill: tuple[str, str] | None = None) -> list[
 
 
 class LayerTranslator(DagsterDbtTranslator):
-    """Groups models by layer folder: staging, intermediate, marts."""
+    """Groups models by layer folder (staging, intermediate, marts, retention) and snapshots in their own
+    group; the dbt description alone (never the raw SQL); one owner; the rollup's 01:00 UTC deadline."""
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
+        if dbt_resource_props["resource_type"] == "snapshot":
+            return "snapshots"
         return fqn[1] if dbt_resource_props["resource_type"] == "model" and len(fqn) > 2 else None
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        return (dbt_resource_props.get("description") or "").strip() or \
+            f"dbt {dbt_resource_props['resource_type']} {dbt_resource_props['name']}"
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=LayerTranslator(),
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return OWNERS
+
+    def get_asset_spec(self, manifest, unique_id, project):
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        return spec.replace_attributes(freshness_policy=DAILY_ROLLUP) if unique_id.endswith(".fct_daily_usage") \
+            else spec
+
+
+TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=TRANSLATOR,
             partitions_def=daily_partitions, backfill_policy=single_run, pool="dbt_warehouse")
 def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """One dbt build at a time per warehouse: concurrent builds collide on view and table swaps."""

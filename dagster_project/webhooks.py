@@ -1,6 +1,9 @@
 """Webhook deliveries land outside Dagster, through the receiver: their tables as assets, and a sensor
 that rebuilds the models after new deliveries."""
 
+import json
+import time
+
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -17,13 +20,16 @@ from billing_usage.registry import RECEIVER, RawTable, owned_by
 from billing_usage.tables import ensure_tables
 from dagster_project.jobs import build_models_job
 from dagster_project.partitions import today_partition_key
+from dagster_project.policies import OWNERS, WEBHOOK_PATH
 from dagster_project.resources import WarehouseResource
 
 DELIVERY_TABLES = [table for table in owned_by(RECEIVER) if table.progress == "received"]
+HEARTBEAT_SECONDS = 240  # while the path works, the delivery tables are reported at least this often
 
 webhook_landing_assets = [
-    AssetSpec(AssetKey(list(table.asset_key)), group_name="raw_webhooks", kinds={"postgres"},
-              description=f"{table.relation}, written by the webhook receiver (make webhooks).")
+    AssetSpec(AssetKey(list(table.asset_key)), group_name="raw_webhooks", kinds={"postgres"}, owners=OWNERS,
+              description=table.description or f"{table.relation}, written by the webhook receiver (make webhooks).",
+              freshness_policy=WEBHOOK_PATH if table in DELIVERY_TABLES else None)
     for table in owned_by(RECEIVER)
 ]
 
@@ -42,17 +48,27 @@ def new_deliveries(connection, since: str | None) -> dict[RawTable, tuple[int, s
 
 
 @sensor(job=build_models_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
-        description="New webhook deliveries -> observe raw_webhooks and rebuild the models (< 5 min behind).")
+        description="New webhook deliveries -> report raw_webhooks and rebuild the models (< 5 min behind). "
+                    "With nothing new, it still reports the delivery tables every few minutes: their "
+                    "5-minute freshness then says whether the receiver-to-Dagster path works.")
 def webhook_deliveries_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    state = json.loads(context.cursor) if context.cursor else {}
     with warehouse.warehouse.connect() as connection:
         ensure_tables(connection)
-        found = new_deliveries(connection, context.cursor)
-    if not found:
-        return SkipReason("no new webhook deliveries")
-    newest = max(received for _, received in found.values())
-    return SensorResult(
-        run_requests=[RunRequest(run_key=f"webhooks-{newest}", partition_key=today_partition_key())],
-        asset_events=[AssetMaterialization(AssetKey(list(table.asset_key)), metadata={"new_deliveries": count})
-                      for table, (count, _) in found.items()],
-        cursor=newest,
-    )
+        found = new_deliveries(connection, state.get("received"))
+    now = time.time()
+    if found:
+        newest = max(received for _, received in found.values())
+        return SensorResult(
+            run_requests=[RunRequest(run_key=f"webhooks-{newest}", partition_key=today_partition_key())],
+            asset_events=[AssetMaterialization(AssetKey(list(table.asset_key)), metadata={"new_deliveries": count})
+                          for table, (count, _) in found.items()],
+            cursor=json.dumps({"received": newest, "reported": now}),
+        )
+    if now - state.get("reported", 0) >= HEARTBEAT_SECONDS:
+        return SensorResult(
+            asset_events=[AssetMaterialization(AssetKey(list(table.asset_key)), metadata={"new_deliveries": 0})
+                          for table in DELIVERY_TABLES],
+            cursor=json.dumps({**state, "reported": now}),
+        )
+    return SkipReason("no new webhook deliveries")

@@ -12,14 +12,29 @@
         0, 0, 0, {{ timezone }})
 {%- endmacro %}
 
-{# open until the cycle ends, settling during the provider's grace period, closed after. #}
-{% macro cycle_status(cycle_end, provider) -%}
-    {%- set grace = var('settling_grace_hours') -%}
+{# open until the cycle ends; settling during the provider's grace period and for as long as any of the
+   provider's events in it is pending; closed after. `pending_events`: an expression counting them. #}
+{% macro cycle_status(cycle_end, provider, pending_events='0') -%}
     case
         when {{ billing_as_of() }} < {{ cycle_end }} then 'open'
-        when {{ billing_as_of() }} < {{ cycle_end }} + make_interval(hours => case {{ provider }}
-            {%- for name, hours in grace.items() %} when '{{ name }}' then {{ hours }}{% endfor %} else 72 end)
+        when {{ billing_as_of() }} < {{ settled_after(cycle_end, provider) }} or {{ pending_events }} > 0
             then 'settling'
         else 'closed'
     end
+{%- endmacro %}
+
+{# Why a cycle is not closed yet, in a few words; null once closed. #}
+{% macro cycle_status_reason(cycle_end, provider, pending_events='0') -%}
+    case
+        when {{ billing_as_of() }} < {{ cycle_end }} then 'the cycle has not ended'
+        when {{ billing_as_of() }} < {{ settled_after(cycle_end, provider) }}
+            then 'grace period for late prices until ' || to_char({{ settled_after(cycle_end, provider) }} at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+        when {{ pending_events }} > 0 then ({{ pending_events }})::text || ' event(s) still pending a price'
+    end
+{%- endmacro %}
+
+{% macro settled_after(cycle_end, provider) -%}
+    {%- set grace = var('settling_grace_hours') -%}
+    ({{ cycle_end }} + make_interval(hours => case {{ provider }}
+        {%- for name, hours in grace.items() %} when '{{ name }}' then {{ hours }}{% endfor %} else 72 end))
 {%- endmacro %}

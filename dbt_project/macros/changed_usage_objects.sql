@@ -80,12 +80,13 @@
     on conflict (raw_table) do update set pending = excluded.pending
 {% endmacro %}
 
-{# The condition on (provider, object_type, external_id) selecting the objects to recompute, or `true`
-   for all of them: on a first build, after the directory changed (attribution may move anywhere), or
-   when more than max_rows raw rows changed (recomputing everything is then cheaper). Decided from
-   reads only. #}
+{# The condition on (provider, object_type, external_id) selecting the objects to recompute: those with
+   raw rows in the window, and pending prices that have just expired. `true` recomputes all of them: on a
+   first build (or one from before a column existed), after the directory changed (attribution may move
+   anywhere), or when more than max_rows raw rows changed (recomputing everything is then cheaper).
+   Decided from reads only. #}
 {% macro changed_usage_objects(max_rows=200000) %}
-    {%- if not execute or not is_incremental() or not has_column(this, 'last_observed_at') -%}
+    {%- if not execute or not is_incremental() or not has_column(this, 'cost_status') -%}
         {{ return('true') }}
     {%- endif -%}
     {%- set watermarks = adapter.get_relation(database=target.database, schema='ops',
@@ -102,15 +103,25 @@
     {%- if run_query("select " ~ counts | join(" + ")).columns[0].values()[0] > max_rows -%}
         {{ return('true') }}
     {%- endif -%}
-    {%- set conditions = [] -%}
+    {%- set keys_by_kind = {} -%}
     {%- for table in usage_event_raw_tables() -%}
         {%- set provider, object_type = table.object_kind.split(':') -%}
         {%- for kind in (['call', 'message'] if object_type == '*' else [object_type]) -%}
-            {%- do conditions.append("(provider = '" ~ provider ~ "' and object_type = '" ~ kind ~ "'"
-                ~ " and external_id = any(coalesce((select array_agg(" ~ _object_key(table) ~ ") from "
+            {%- do keys_by_kind.setdefault(provider ~ ':' ~ kind, []).append(
+                "coalesce((select array_agg(" ~ _object_key(table) ~ ") from "
                 ~ raw_source(table.source_name, table.name) ~ " where " ~ _changed_rows(table)
-                ~ (" and resource = '" ~ kind ~ "'" if object_type == '*' else "") ~ "), '{}')::text[]))") -%}
+                ~ (" and resource = '" ~ kind ~ "'" if object_type == '*' else "") ~ "), '{}')") -%}
         {%- endfor -%}
+    {%- endfor -%}
+    {%- set conditions = [] -%}
+    {%- for kind, arrays in keys_by_kind.items() -%}
+        {%- set provider, object_type = kind.split(':') -%}
+        {#- pending prices that have just expired change status without any new raw row -#}
+        {%- do arrays.append("coalesce((select array_agg(external_id) from " ~ this ~ " where provider = '"
+            ~ provider ~ "' and object_type = '" ~ object_type ~ "' and cost_status = 'pending' and occurred_at < "
+            ~ pending_expires_before() ~ "), '{}')") -%}
+        {%- do conditions.append("(provider = '" ~ provider ~ "' and object_type = '" ~ object_type
+            ~ "' and external_id = any((" ~ arrays | join(" || ") ~ ")::text[]))") -%}
     {%- endfor -%}
     {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {% endmacro %}

@@ -14,7 +14,9 @@
         events.unit,
         sum(events.quantity) as quantity,
         sum(events.cost_usd) as cost_usd,
-        count(*) as event_count
+        count(*) as event_count,
+        count(*) filter (where events.cost_status = 'pending') as pending_events,
+        count(*) filter (where events.cost_status = 'expired') as expired_events
     from {{ cycles }} as cycles
     inner join {{ ref('fct_usage_events') }} as events
         on events.client_id = cycles.client_id

@@ -27,7 +27,10 @@ computed as (
     select
         md5(concat_ws(':', cycle_id, coalesce(agent_id, ''), provider, metric)) as cycle_usage_id,
         *,
-        {{ cycle_status('cycle_end', 'provider') }} as cycle_status
+        {{ cycle_status('cycle_end', 'provider',
+                        'sum(pending_events) over (partition by cycle_id, provider)') }} as cycle_status,
+        {{ cycle_status_reason('cycle_end', 'provider',
+                               'sum(pending_events) over (partition by cycle_id, provider)') }} as status_reason
     from totals
 
 )

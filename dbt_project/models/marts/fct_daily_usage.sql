@@ -20,8 +20,10 @@ select
     metric,
     unit,
     sum(quantity) as quantity,
-    sum(cost_usd) as cost_usd,
+    sum(cost_usd) as cost_usd,  -- settled costs only: pending_events says how many are still unpriced
     count(*) as event_count,
+    count(*) filter (where cost_status = 'pending') as pending_events,
+    count(*) filter (where cost_status = 'expired') as expired_events,
     {{ observed_through }} as observed_through
 
 from {{ ref('fct_usage_events') }}

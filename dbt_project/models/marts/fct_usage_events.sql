@@ -2,7 +2,8 @@
    Incremental: a run recomputes only the objects changed since the last one (see
    changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes,
    and rows of recomputed objects that are no longer billable (quarantined, or a metric gone) are
-   deleted by the post-hook. #}
+   deleted by the post-hook. cost_status says whether the provider's price has settled; a pending one
+   past var('pending_max_age_days') is expired (and recomputed once to say so). #}
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
@@ -50,7 +51,8 @@ shaped as (
         string_to_array(source_channels, ',') as source_channels,
         first_seen_at,
         last_observed_at,
-        attributes
+        attributes,
+        {{ cost_status('cost_native', 'occurred_at') }} as cost_status
     from events
 
 )
@@ -86,7 +88,8 @@ select
     shaped.last_observed_at as last_changed_at,
     {%- endif %}
     shaped.last_observed_at,
-    shaped.attributes
+    shaped.attributes,
+    shaped.cost_status
 
 from shaped
 {% if is_incremental() -%}
