@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,9 @@ DATABASE_URL_ENV = "BILLING_USAGE_DATABASE_URL"
 PROVIDERS_ENV = "BILLING_USAGE_PROVIDERS"
 PII_SALT_ENV = "BILLING_USAGE_PII_SALT"
 NOW_ENV = "BILLING_USAGE_NOW"
+ALERTS_WEBHOOK_URL_ENV = "BILLING_USAGE_ALERTS_WEBHOOK_URL"
+ALERTS_FORMAT_ENV = "BILLING_USAGE_ALERTS_FORMAT"
+ALERTS_FORMATS = ("slack", "json")
 SANDBOX_PII_SALT = "billing-usage"
 
 
@@ -39,6 +43,8 @@ class Settings:
     webhooks_port: int
     webhooks_public_url: str | None  # the URL providers call, when the receiver is behind a proxy
     webhooks_max_body_bytes: int
+    alerts_webhook_url: str | None  # a secret: where alerts are POSTed; None: they are only logged and listed
+    alerts_format: str  # "slack" (Slack-compatible text and blocks) or "json" (a generic object)
 
     def __repr__(self) -> str:  # never print the database password or the salt
         return (f"Settings(providers={self.providers!r}, database={'url' if self.database_url else 'embedded'}, "
@@ -79,6 +85,8 @@ class Settings:
             webhooks_public_url=(environ.get("BILLING_USAGE_WEBHOOKS_PUBLIC_URL") or "").rstrip("/") or None,
             webhooks_max_body_bytes=int(_number(environ.get("BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES", "1048576"),
                                                 "BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES")),
+            alerts_webhook_url=_webhook_url(environ.get(ALERTS_WEBHOOK_URL_ENV) or None, ALERTS_WEBHOOK_URL_ENV),
+            alerts_format=_choice(environ.get(ALERTS_FORMAT_ENV) or "slack", ALERTS_FORMATS, ALERTS_FORMAT_ENV),
         )
 
 
@@ -107,6 +115,26 @@ def _day(value: str, name: str) -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError as exc:
         raise SettingsError(f"{name} must be an ISO date, got {value!r}") from exc
+
+
+def _webhook_url(value: str | None, name: str) -> str | None:
+    """An http(s) URL with a host. The URL is a secret (it carries the webhook's token), so no message quotes it."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(f"{name} must be an http:// or https:// URL with a host (value not shown: it is a secret)")
+    return value.strip()
+
+
+def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def get_settings() -> Settings:
