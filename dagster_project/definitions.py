@@ -4,6 +4,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
+from dagster_project.alerts import alerts_sensor
 from dagster_project.checks import collection_checks, prices_settle
 from dagster_project.ingestion import collector_quarantine_assets, raw_assets
 from dagster_project.jobs import (
@@ -23,7 +24,7 @@ defs = Definitions(
     asset_checks=[*collection_checks, prices_settle],
     jobs=[collect_usage_job, build_models_job, retention_job],
     schedules=[collect_usage_schedule, daily_rollup_schedule, retention_schedule],
-    sensors=[build_after_collection_sensor, webhook_deliveries_sensor],
+    sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor],
     resources={
         "dlt": DagsterDltResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
