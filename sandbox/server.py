@@ -4,7 +4,8 @@
     /twilio/...       base URL for Twilio      (https://api.twilio.com)
     /openrouter/...   base URL for OpenRouter  (https://openrouter.ai, so /openrouter/api/v1/...)
     /_sandbox/...     control: health, config, directory, faults, pending and settle (unsettled prices,
-                      see sandbox.pending)
+                      see sandbox.pending), hidden (objects the listings leave out while the providers'
+                      totals still count them, see sandbox.hidden)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sandbox import openrouter_api, retell_api, twilio_api
 from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector, FaultRule
+from sandbox.hidden import HiddenObjects
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.pending import PendingPrices
 
@@ -38,6 +40,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.faults = faults or FaultInjector()
         self.requests_served = 0
         self.pending = PendingPrices()
+        self.hidden = HiddenObjects()
         self.in_flight = 0
         self.max_in_flight = 0  # the most provider requests served at once
         self._lock = threading.Lock()
@@ -115,6 +118,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return Response(fault.status, module.error_body(fault.status), headers)
         response = module.handle(self.server.config, request)
         if response.status == 200:
+            response.body = self.server.hidden.apply(name, request, response.body)
             response.body = self.server.pending.apply(name, response.body, self.server.config)
         return response
 
@@ -135,6 +139,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return Response(201, {"status": "added"})
         if request.path in ("/pending", "/settle"):
             return self._pending(request)
+        if request.path == "/hidden":
+            return self._hidden(request)
         if request.path == "/faults" and request.method == "DELETE":
             self.server.faults.clear()
             return Response(200, {"status": "cleared"})
@@ -160,6 +166,21 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except (ValueError, TypeError, AttributeError) as exc:
             return Response(400, {"message": f"bad pending request: {exc}"})
         return Response(200, pending.report(self.server.config))
+
+    def _hidden(self, request: Request) -> Response:
+        """GET/POST/DELETE /_sandbox/hidden (see sandbox.hidden)."""
+        hidden = self.server.hidden
+        if request.method == "POST":
+            try:
+                ids = json.loads(request.body or b"{}").get("ids")
+                if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                    raise ValueError("ids must be a list of strings")
+            except (ValueError, AttributeError) as exc:
+                return Response(400, {"message": f"bad hidden request: {exc}"})
+            hidden.hide(ids)
+        elif request.method == "DELETE":
+            hidden.clear()
+        return Response(200, hidden.report())
 
     def _send(self, response: Response) -> None:
         payload = json.dumps(response.body, separators=(",", ":")).encode()
