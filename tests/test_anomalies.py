@@ -17,6 +17,7 @@ import yaml
 from dagster import DagsterInstance
 
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from sandbox import usage
 from sandbox.agency import clients, directory
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
@@ -61,10 +62,12 @@ def _build_anomalies(warehouse, as_of: datetime, full_refresh: bool = False) -> 
     assert result.returncode == 0, result.stdout[-4000:]
 
 
-def _collect(database_factory, tmp_path_factory, config: SandboxConfig, label: str):
-    """The sandbox's whole range collected (the collectors' first run reaches back config.days) and built."""
+def _collect(database_factory, tmp_path_factory, config: SandboxConfig, label: str, unpriced: tuple[str, ...] = ()):
+    """The sandbox's whole range collected (the collectors' first run reaches back config.days) and built;
+    the `unpriced` ids never get a price."""
     warehouse = database_factory(label)
     server = start_in_thread(config)
+    server.pending.hold(ids=unpriced)
     try:
         with pipeline_environment(warehouse, server, tmp_path_factory.mktemp(label) / "directory.json"), \
                 pytest.MonkeyPatch.context() as env:
@@ -117,9 +120,15 @@ def _occurred_day(provider: str, record: dict) -> date:
     return date.fromisoformat(record["date"])
 
 
+def _never_priced() -> tuple[str, ...]:
+    """Two answered Twilio legs of the first day: unpriced past pending_max_age_days, so expired."""
+    legs = usage.client_day(PLANTED, 2, PLANTED.start_date).twilio_calls
+    return tuple(leg["sid"] for leg in legs if leg["status"] == "completed")[:2]
+
+
 @pytest.fixture(scope="module")
 def planted(database_factory, tmp_path_factory):
-    warehouse = _collect(database_factory, tmp_path_factory, PLANTED, "anomalies_planted")
+    warehouse = _collect(database_factory, tmp_path_factory, PLANTED, "anomalies_planted", _never_priced())
     first = _findings(warehouse)
     # OpenRouter's collector fails after the build: the same silence now has a collector to blame
     _query(warehouse, """update ops.collector_state set last_error = 'HTTP 503 from sandbox', consecutive_failures = 1,
@@ -245,6 +254,14 @@ def test_a_corrupt_day_is_quarantine_growth(planted):
     assert growth["details"]["quarantined_objects"] == damaged["retell"]
     assert growth["severity"] == "error"
     assert {f["provider"] for f in planted["first"] if f["kind"] == "quarantine_growth"} <= set(damaged)
+
+
+def test_a_price_that_never_came_is_pending_expired(planted):
+    assert PLANTED.start_date < AS_OF.date() - timedelta(days=yaml.safe_load(
+        (DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["pending_max_age_days"])
+    expired = [f for f in planted["first"] if f["kind"] == "pending_expired"]
+    assert [(f["usage_date"], f["client_id"], f["provider"], f["observed"], f["severity"]) for f in expired] == [
+        (PLANTED.start_date, clients(PLANTED)[2].client_id, "twilio", len(_never_priced()), "error")]
 
 
 def test_every_finding_is_on_a_completed_day_and_explained(planted):

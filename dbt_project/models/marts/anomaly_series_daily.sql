@@ -9,7 +9,9 @@
      account          provider x collector account (Twilio account SID, Retell workspace)   events   missing_data
      quarantine       provider                     events = objects quarantined; ratio = their share   quarantine_growth
 
-   The 'unattributed' client is no client here (unattributed_share watches it). #}
+   A day whose events are not all priced yet (cost_status pending or expired) has no cost and no unit
+   cost (null): a partial sum would look like a drop; it is tested once its prices settle. The
+   'unattributed' client is no client here (unattributed_share watches it). #}
 {{ config(materialized='view') }}
 
 {% set read_start = anomaly_read_start() %}
@@ -17,7 +19,8 @@
 
 with daily as (
 
-    select usage_date, client_id, provider, metric, quantity, cost_usd, event_count
+    select usage_date, client_id, provider, metric, quantity, cost_usd, event_count,
+           coalesce(pending_events, 0) + coalesce(expired_events, 0) as unsettled_events
     from {{ ref('fct_daily_usage') }}
     where usage_date >= {{ read_start }} and usage_date < {{ as_of_day }}
 
@@ -61,7 +64,8 @@ quarantined_objects as (
 series_values as (
 
     select 'client_metric' as level, client_id, provider, metric, null::text as account, usage_date,
-           sum(cost_usd) as cost_usd, sum(quantity) as quantity, sum(event_count) as events, null::numeric as ratio
+           sum(cost_usd) as cost_usd, sum(quantity) as quantity, sum(event_count) as events, null::numeric as ratio,
+           sum(unsettled_events) as unsettled_events
     from daily
     where client_id <> 'unattributed'
     group by client_id, provider, metric, usage_date
@@ -69,33 +73,37 @@ series_values as (
     union all
 
     select 'provider_metric', null, provider, metric, null, usage_date,
-           sum(cost_usd), sum(quantity), sum(event_count), sum(cost_usd) / nullif(sum(quantity), 0)
+           sum(cost_usd), sum(quantity), sum(event_count), sum(cost_usd) / nullif(sum(quantity), 0),
+           sum(unsettled_events)
     from daily
     group by provider, metric, usage_date
 
     union all
 
-    select 'provider', null, provider, null, null, usage_date, sum(cost_usd), null, sum(event_count), null
+    select 'provider', null, provider, null, null, usage_date, sum(cost_usd), null, sum(event_count), null,
+           sum(unsettled_events)
     from daily
     group by provider, usage_date
 
     union all
 
-    select 'client', client_id, null, null, null, usage_date, sum(cost_usd), null, sum(event_count), null
+    select 'client', client_id, null, null, null, usage_date, sum(cost_usd), null, sum(event_count), null,
+           sum(unsettled_events)
     from daily
     where client_id <> 'unattributed'
     group by client_id, usage_date
 
     union all
 
-    select 'client_provider', client_id, provider, null, null, usage_date, sum(cost_usd), null, sum(event_count), null
+    select 'client_provider', client_id, provider, null, null, usage_date, sum(cost_usd), null, sum(event_count),
+           null, sum(unsettled_events)
     from daily
     where client_id <> 'unattributed'
     group by client_id, provider, usage_date
 
     union all
 
-    select 'account', null, provider, null, account, usage_date, null, null, count(*), null
+    select 'account', null, provider, null, account, usage_date, null, null, count(*), null, null
     from events
     where account is not null
     group by provider, account, usage_date
@@ -104,7 +112,8 @@ series_values as (
 
     select 'quarantine', null, coalesce(quarantined.provider, billed.provider), null, null,
            coalesce(quarantined.usage_date, billed.usage_date), null, null, coalesce(quarantined.objects, 0),
-           coalesce(quarantined.objects, 0)::numeric / (coalesce(quarantined.objects, 0) + coalesce(billed.objects, 0))
+           coalesce(quarantined.objects, 0)::numeric / (coalesce(quarantined.objects, 0) + coalesce(billed.objects, 0)),
+           null
     from quarantined_objects as quarantined
     full outer join billed_objects as billed
         on billed.provider = quarantined.provider and billed.usage_date = quarantined.usage_date
@@ -141,10 +150,12 @@ select
     series.account,
     days.usage_date,
     series.first_day,
-    case when series.level not in ('account', 'quarantine') then coalesce(keyed.cost_usd, 0) end as cost_usd,
+    case when series.level not in ('account', 'quarantine') and coalesce(keyed.unsettled_events, 0) = 0
+         then coalesce(keyed.cost_usd, 0) end as cost_usd,
     case when series.level in ('client_metric', 'provider_metric') then coalesce(keyed.quantity, 0) end as quantity,
     coalesce(keyed.events, 0) as events,
-    keyed.ratio
+    case when coalesce(keyed.unsettled_events, 0) = 0 then keyed.ratio end as ratio,
+    coalesce(keyed.unsettled_events, 0) as unsettled_events
 from series
 inner join days on days.usage_date >= series.first_day
 left join keyed on keyed.series_id = series.series_id and keyed.usage_date = days.usage_date

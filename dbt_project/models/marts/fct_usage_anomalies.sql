@@ -1,7 +1,7 @@
 {# One row per anomaly finding on a completed UTC day (docs/checks-and-anomalies.md#anomalies): spikes and
    drops against a robust baseline (anomaly_baselines), series too young to test (insufficient_history),
    silent providers, accounts and clients (missing_data, told apart by ops.collector_state), unattributed
-   cost, unit-cost drift, quarantine growth and orphan calls. Thresholds: var('anomaly_thresholds'),
+   cost, unit-cost drift, quarantine growth, orphan calls, and prices that never came (pending_expired). Thresholds: var('anomaly_thresholds'),
    read through anomaly_threshold().
 
    Incremental on anomaly_id, a stable key of what was found (kind, day, client, agent, provider,
@@ -494,10 +494,53 @@ orphan_findings as (
 
 ),
 
+-- pending_expired ---------------------------------------------------------------------------------------
+
+expired as (
+
+    select
+        usage_date,
+        client_id,
+        provider,
+        count(*) as expired_events,
+        count(distinct object_type || ':' || external_id) as expired_objects,
+        min(occurred_at) as first_occurred_at
+    from {{ ref('fct_usage_events') }}
+    where usage_date >= {{ evaluation_start }} and usage_date < {{ as_of_day }}
+      and cost_status = 'expired'
+    group by usage_date, client_id, provider
+
+),
+
+expired_findings as (
+
+    select
+        'pending_expired' as kind,
+        'error' as severity,
+        usage_date,
+        client_id,
+        null::text as agent_id,
+        provider,
+        null::text as account,
+        null::text as metric,
+        'events' as measure,
+        expired_events::numeric as observed,
+        0::numeric as expected,
+        null::numeric as score,
+        client_id || ' at ' || provider || ': ' || expired_objects::text || ' object(s) of ' || usage_date::text
+            || ' never got a price (' || expired_events::text || ' events with cost_status expired, '
+            || {{ var('pending_max_age_days') }} || ' days after the usage): their cost is unknown and billed nowhere'
+            as explanation,
+        jsonb_build_object('expired_events', expired_events, 'expired_objects', expired_objects,
+                           'pending_max_age_days', {{ var('pending_max_age_days') }}) as details
+    from expired
+
+),
+
 findings as (
 
     {{ union_by_name(['change_findings', 'young_findings', 'missing_findings', 'unit_cost_findings',
-                      'quarantine_findings', 'unattributed_findings', 'orphan_findings'],
+                      'quarantine_findings', 'unattributed_findings', 'orphan_findings', 'expired_findings'],
                      ['kind', 'severity', 'usage_date', 'client_id', 'agent_id', 'provider', 'account', 'metric',
                       'measure', 'observed', 'expected', 'score', 'explanation', 'details']) }}
 
