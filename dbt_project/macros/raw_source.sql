@@ -10,7 +10,7 @@
                                                   | selectattr('name', 'equalto', table_name) | first -%}
         (select
             {%- for column in declared.columns.values() %} null::{{ column.data_type }} as {{ adapter.quote(column.name) }},
-            {%- endfor %} null::varchar as _dlt_load_id
+            {%- endfor %} null::varchar as _dlt_load_id, null::varchar as _dlt_id
          where false) as not_loaded_yet
     {%- else -%}
         {{ relation }}
