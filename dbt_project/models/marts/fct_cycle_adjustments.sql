@@ -59,7 +59,8 @@ compared as (
         on booked.cycle_id = coalesce(current_totals.cycle_id, closed.cycle_id)
         and booked.provider = coalesce(current_totals.provider, closed.provider)
         and booked.metric = coalesce(current_totals.metric, closed.metric)
-    where coalesce(current_totals.cycle_id, closed.cycle_id) in (select cycle_id from closed_cycles)
+    where (coalesce(current_totals.cycle_id, closed.cycle_id), coalesce(current_totals.provider, closed.provider))
+        in (select cycle_id, provider from closed)  -- a provider still settling has no frozen total yet
 
 ),
 
