@@ -45,6 +45,8 @@ class Settings:
     webhooks_max_body_bytes: int
     alerts_webhook_url: str | None  # a secret: where alerts are POSTed; None: they are only logged and listed
     alerts_format: str  # "slack" (Slack-compatible text and blocks) or "json" (a generic object)
+    api_host: str = "127.0.0.1"  # the reporting API (make api)
+    api_port: int = 8001
 
     def __repr__(self) -> str:  # never print the database password or the salt
         return (f"Settings(providers={self.providers!r}, database={'url' if self.database_url else 'embedded'}, "
@@ -87,6 +89,8 @@ class Settings:
                                                 "BILLING_USAGE_WEBHOOKS_MAX_BODY_BYTES")),
             alerts_webhook_url=_webhook_url(environ.get(ALERTS_WEBHOOK_URL_ENV) or None, ALERTS_WEBHOOK_URL_ENV),
             alerts_format=_choice(environ.get(ALERTS_FORMAT_ENV) or "slack", ALERTS_FORMATS, ALERTS_FORMAT_ENV),
+            api_host=environ.get("BILLING_USAGE_API_HOST", "127.0.0.1"),
+            api_port=int(_number(environ.get("BILLING_USAGE_API_PORT", "8001"), "BILLING_USAGE_API_PORT")),
         )
 
 

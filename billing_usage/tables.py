@@ -67,6 +67,14 @@ create table if not exists ops.retention_purges (
     cost_usd_purged numeric,
     purged_at timestamptz not null default now()
 );
+create table if not exists ops.api_tokens (
+    token_id text primary key,             -- the public part of a reporting API token (bu_<token_id>_<secret>)
+    token_hash text not null,              -- sha256 of the whole token: the token itself is never stored
+    client_id text,                        -- null: an agency token, which sees every client
+    label text,
+    created_at timestamptz not null default now(),
+    revoked_at timestamptz                 -- set by `python -m cli.api_tokens revoke`: refused from then on
+);
 """
 
 LANDING_DDL = """
