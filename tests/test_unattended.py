@@ -19,6 +19,7 @@ from dagster import AssetCheckSeverity, DagsterInstance, DagsterRunStatus, RunsF
 
 from billing_usage.locks import advisory_lock
 from billing_usage.settings import PROJECT_ROOT
+from cli.demo_summary import generated_figures
 from cli.local_env import local_instance_config
 from cli.runs import fail_abandoned_runs
 from sandbox.config import SandboxConfig
@@ -122,7 +123,7 @@ def _dbt_command_span(instance: DagsterInstance, run_id: str) -> tuple[float, fl
 def test_two_demos_at_once_both_end_well_with_exact_totals(collisions):
     for code, output in collisions["demos"]:
         assert code == 0, output[-3000:]
-        assert "Totals equal what the sandbox generated." in output
+        assert "Billed + quarantined = generated for every provider." in output
         assert "Traceback" not in output
     assert collisions["after_demos"] == _generated(CONFIG)
 
@@ -271,3 +272,26 @@ def test_the_demo_ends_with_its_own_summary_of_an_outage(database_factory, sandb
     log = Path(output.split("Full log: ")[1].split()[0]).read_text()
     assert "STEP_FAILURE" in log  # the whole story is in the log file
     assert _totals(warehouse) == _generated(CONFIG, ("twilio", "openrouter"))
+
+
+def test_a_damaged_sandbox_passes_when_billed_plus_quarantined_is_what_it_generated(database_factory, tmp_path):
+    damaged = SandboxConfig(seed=13, clients=2, agents_per_client=2, days=4, calls_per_agent_per_day=5,
+                            end_date=TEST_END_DATE, corrupt_rate=0.15)
+    figures = generated_figures(damaged)
+    assert all(entry.damaged for entry in figures.values())
+    server = start_in_thread(damaged)
+    env = _local_env(database_factory("demo_damaged"), server, tmp_path)
+    try:
+        code, output = _finish(_spawn(["-m", "cli.demo"], env))
+    finally:
+        server.shutdown()
+    assert code == 0, output[-3000:]
+    assert "Billed + quarantined = generated for every provider." in output and "MISMATCH" not in output
+    rows = {line.split()[0]: line.split() for line in output.splitlines()
+            if line.startswith("  ") and line.split()[0] in figures and line.split()[1].isdigit()}
+    for provider, entry in figures.items():
+        assert rows[provider][-1] == "ok", output
+        generated, damaged_count = int(rows[provider][1]), int(rows[provider][2])
+        assert (generated, damaged_count) == (entry.generated, entry.damaged)
+        assert int(rows[provider][4]) >= entry.damaged  # quarantined
+    assert "Open anomalies (marts.fct_usage_anomalies):" in output and "Coverage against" in output
