@@ -14,17 +14,19 @@ from dagster_project.jobs import (
     collect_usage_schedule,
     daily_rollup_schedule,
 )
+from dagster_project.report import report_after_rollup_sensor, usage_report, usage_report_job
 from dagster_project.resources import WarehouseResource
 from dagster_project.retention import retention_job, retention_schedule, usage_retention
 from dagster_project.transformation import DBT_EXECUTABLE, billing_dbt_models, dbt_project
 from dagster_project.webhooks import webhook_deliveries_sensor, webhook_landing_assets
 
 defs = Definitions(
-    assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention],
+    assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention,
+            usage_report],
     asset_checks=[*collection_checks, prices_settle],
-    jobs=[collect_usage_job, build_models_job, retention_job],
+    jobs=[collect_usage_job, build_models_job, retention_job, usage_report_job],
     schedules=[collect_usage_schedule, daily_rollup_schedule, retention_schedule],
-    sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor],
+    sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor, report_after_rollup_sensor],
     resources={
         "dlt": DagsterDltResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
