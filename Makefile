@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill retention webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental stop clean
+.PHONY: install manifest demo dev backfill retention report webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental stop clean
 
 install: $(STAMP)
 
@@ -34,6 +34,9 @@ backfill: $(MANIFEST)  ## collect and recompute UTC days START..END again: make 
 
 retention: $(STAMP)  ## purge detailed events of closed, reconciled cycles older than 13 months (DRY_RUN=1 to preview)
 	$(BIN)/python -m cli.retention $(if $(DRY_RUN),--dry-run)
+
+report: $(STAMP)  ## the usage report as static HTML, agency + one page per client (REPORT_DIR=dir AS_OF=2026-03-16T00:00Z)
+	$(BIN)/python -m cli.report $(if $(REPORT_DIR),--out $(REPORT_DIR)) $(if $(AS_OF),--as-of $(AS_OF))
 
 webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
 	$(BIN)/python -m cli.webhooks
