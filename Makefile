@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill retention report webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental stop clean
+.PHONY: install manifest demo dev backfill retention report webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api stop clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ report: $(STAMP)  ## the usage report as static HTML, agency + one page per clie
 webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
 	$(BIN)/python -m cli.webhooks
 
+api: $(STAMP)  ## the reporting API on 127.0.0.1:8001 (BILLING_USAGE_API_PORT); tokens: python -m cli.api_tokens
+	$(BIN)/python -m cli.api
+
 test: $(MANIFEST)  ## every test; BILLING_USAGE_TEST_DATABASE_URL picks a server, else the embedded one
 	$(BIN)/pytest -q
 
@@ -61,6 +64,9 @@ bench-collection: $(STAMP)  ## first collection run against a second one with no
 
 bench-incremental: $(MANIFEST)  ## fct_usage_events: full refresh against incremental builds
 	$(BIN)/python -m benchmarks.incremental_build
+
+bench-api: $(MANIFEST)  ## reporting API latency (p50/p95) on a generated warehouse of 10 M events
+	$(BIN)/python -m benchmarks.api
 
 stop:  ## stop the background sandbox and the embedded PostgreSQL
 	-$(BIN)/python -m cli.local_env stop
