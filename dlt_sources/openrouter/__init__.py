@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import dlt
 from dlt.sources import DltResource
@@ -42,16 +42,19 @@ def openrouter_source(
     clients = [ProviderClient("openrouter", base_url, account=a["name"],
                               auth=BearerTokenAuth(token=a["management_key"]), **http)
                for a in accounts]
-    return [keys(clients), activity(clients, lookback_days, Backfill.of(backfill_start, backfill_end)),
-            credits(clients)]
+    # one reading time (the business clock) for the keys' usage and the credits of this run: the readings
+    # coverage compares our activity with (docs/checks-and-anomalies.md#coverage)
+    fetched_at = utc_now().isoformat()
+    return [keys(clients, fetched_at), activity(clients, lookback_days, Backfill.of(backfill_start, backfill_end)),
+            credits(clients, fetched_at)]
 
 
 @dlt.resource(write_disposition="merge", primary_key="hash",
               columns={"external_user": {"data_type": "text"}, "last_used_at": {"data_type": "text"}})
-def keys(clients: list[ProviderClient]) -> Iterator[list[dict]]:
+def keys(clients: list[ProviderClient], fetched_at: str) -> Iterator[list[dict]]:
     for client in clients:
         for page in key_pages(client):
-            yield [{**key, "account": client.account} for key in page]
+            yield [{**key, "account": client.account, "fetched_at": fetched_at} for key in page]
 
 
 def missed_days(last_day: date | None, oldest_available: date) -> int:
@@ -98,7 +101,6 @@ def activity(clients: list[ProviderClient], lookback_days: int, backfill: Backfi
 
 
 @dlt.resource(write_disposition="append")
-def credits(clients: list[ProviderClient]) -> Iterator[dict]:
-    fetched_at = datetime.now(UTC).isoformat()
+def credits(clients: list[ProviderClient], fetched_at: str) -> Iterator[dict]:
     for client in clients:
         yield {**client.get("/credits")["data"], "account": client.account, "fetched_at": fetched_at}
