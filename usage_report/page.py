@@ -26,7 +26,7 @@ header{background:#1f2d3d;color:#fff;padding:18px 28px}
 header h1{margin:0 0 6px;font-size:22px}
 header p{margin:2px 0;color:#cfd8e3;font-size:13px}
 main{padding:8px 28px 40px;max-width:1100px}
-section{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:14px 18px;margin:16px 0}
+section{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:14px 18px;margin:16px 0;overflow-x:auto}
 h2{font-size:17px;margin:0 0 10px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
 .card{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:10px 14px;min-width:170px}
@@ -223,19 +223,23 @@ def _none(events: int) -> str:
     return "unpriced" if events else NO_USAGE
 
 
-def _change(now: Decimal | None, before: Decimal | None) -> str:
+def _change(now: Decimal | None, before: Decimal | None, unpriced: int) -> str:
+    """The change against the previous cycle at the same point; none while prices are missing from `now`."""
+    if unpriced:
+        return "prices pending"
     if now is None or before is None or before == 0:
         return "—"
     change = (now - before) / before * 100
     return f"{change:+.1f} %"
 
 
-def _cycle_figures(provider: str, to_date: Decimal | None, events: int, unpriced: int, same: Decimal | None,
-                   whole: Decimal | None) -> str:
-    return (_money_cell(to_date, _none(events), provider=provider, field="to_date") + _num_cell(unpriced)
-            + _money_cell(same, NO_USAGE, provider=provider, field="previous_same_point")
-            + f'<td class="num">{_change(to_date, same)}</td>'
-            + _money_cell(whole, NO_USAGE, provider=provider, field="previous_total"))
+def _cycle_figures(client: str, provider: str, to_date: Decimal | None, events: int, unpriced: int,
+                   same: Decimal | None, whole: Decimal | None) -> str:
+    return (_money_cell(to_date, _none(events), client=client, provider=provider, field="to_date")
+            + _num_cell(unpriced)
+            + _money_cell(same, NO_USAGE, client=client, provider=provider, field="previous_same_point")
+            + f'<td class="num">{_e(_change(to_date, same, unpriced))}</td>'
+            + _money_cell(whole, NO_USAGE, client=client, provider=provider, field="previous_total"))
 
 
 def _cycle_rows(cycle: ClientCycle, names: Mapping[str, str], agency: bool) -> list[str]:
@@ -247,7 +251,7 @@ def _cycle_rows(cycle: ClientCycle, names: Mapping[str, str], agency: bool) -> l
             + (f'<br><span class="note">{_e(p.status_reason)}</span>' if p.status_reason else "")
         rows.append(f'<tr data-client="{_e(cycle.client_id)}" data-provider="{_e(p.provider)}">'
                     f"<td>{_e(p.provider)}</td><td>{_e(period)}</td><td>{status}</td>"
-                    + _cycle_figures(p.provider, p.to_date_usd, p.to_date_events, p.to_date_unpriced,
+                    + _cycle_figures(cycle.client_id, p.provider, p.to_date_usd, p.to_date_events, p.to_date_unpriced,
                                      p.previous_same_point_usd, p.previous_total_usd) + "</tr>")
     statuses = sorted({p.status for p in cycle.providers if p.status})
     adjustments = "" if cycle.adjustments_billed_in_usd is None else \
@@ -256,7 +260,8 @@ def _cycle_rows(cycle: ClientCycle, names: Mapping[str, str], agency: bool) -> l
     label = names.get(cycle.client_id, cycle.client_id) if agency else "all providers"
     rows.append(f'<tr data-client="{_e(cycle.client_id)}" data-provider="all"><td><b>{_e(label)}</b></td>'
                 f"<td>{_e(period)}</td><td>{_e(', '.join(statuses) or 'not stored yet')}{adjustments}</td>"
-                + _cycle_figures("all", cycle.total("to_date_usd"), sum(p.to_date_events for p in cycle.providers),
+                + _cycle_figures(cycle.client_id, "all", cycle.total("to_date_usd"),
+                                 sum(p.to_date_events for p in cycle.providers),
                                  sum(p.to_date_unpriced for p in cycle.providers),
                                  cycle.total("previous_same_point_usd"), cycle.total("previous_total_usd"))
                 + "</tr>")
