@@ -12,7 +12,11 @@ renamed as (
         label as key_label,
         disabled as is_disabled,
         usage::numeric as lifetime_usage_usd,
-        created_at::timestamptz as created_at
+        created_at::timestamptz as created_at,
+        account,
+        -- today's part of the lifetime usage (UTC day of read_at): lifetime minus it closes yesterday
+        usage_daily::numeric as usage_today_usd,
+        coalesce(fetched_at, to_timestamp(_dlt_load_id::numeric)) as read_at
 
     from source
 
