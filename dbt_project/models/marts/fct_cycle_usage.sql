@@ -23,16 +23,27 @@ totals as (
 
 ),
 
+coverage_errors as (
+
+    {{ cycle_coverage_errors('cycles') }}
+
+),
+
 computed as (
 
     select
-        md5(concat_ws(':', cycle_id, provider, metric)) as cycle_usage_id,
-        *,
-        {{ cycle_status('cycle_end', 'provider',
-                        'sum(pending_events) over (partition by cycle_id, provider)') }} as cycle_status,
-        {{ cycle_status_reason('cycle_end', 'provider',
-                               'sum(pending_events) over (partition by cycle_id, provider)') }} as status_reason
+        md5(concat_ws(':', totals.cycle_id, totals.provider, totals.metric)) as cycle_usage_id,
+        totals.*,
+        {{ cycle_status('totals.cycle_end', 'totals.provider',
+                        'sum(totals.pending_events) over (partition by totals.cycle_id, totals.provider)',
+                        'coalesce(coverage_errors.error_days, 0)') }} as cycle_status,
+        {{ cycle_status_reason('totals.cycle_end', 'totals.provider',
+                               'sum(totals.pending_events) over (partition by totals.cycle_id, totals.provider)',
+                               'coalesce(coverage_errors.error_days, 0)', 'coverage_errors.first_error_day') }}
+            as status_reason
     from totals
+    left join coverage_errors
+        on coverage_errors.cycle_id = totals.cycle_id and coverage_errors.provider = totals.provider
 
 )
 
