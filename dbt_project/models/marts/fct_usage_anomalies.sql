@@ -1,7 +1,8 @@
 {# One row per anomaly finding on a completed UTC day (docs/checks-and-anomalies.md#anomalies): spikes and
    drops against a robust baseline (anomaly_baselines), series too young to test (insufficient_history),
    silent providers, accounts and clients (missing_data, told apart by ops.collector_state), unattributed
-   cost, unit-cost drift, quarantine growth, orphan calls, and prices that never came (pending_expired). Thresholds: var('anomaly_thresholds'),
+   cost, unit-cost drift, quarantine growth, orphan calls, prices that never came (pending_expired), and
+   coverage gaps against the providers' own totals (coverage_gap, from fct_coverage_daily). Thresholds: var('anomaly_thresholds'),
    read through anomaly_threshold().
 
    Incremental on anomaly_id, a stable key of what was found (kind, day, client, agent, provider,
@@ -537,10 +538,41 @@ expired_findings as (
 
 ),
 
+-- coverage_gap -------------------------------------------------------------------------------------------
+
+coverage_findings as (
+
+    select
+        'coverage_gap' as kind,
+        status as severity,
+        usage_date,
+        client_id,
+        null::text as agent_id,
+        provider,
+        account,
+        category as metric,
+        measure,
+        ours as observed,
+        theirs as expected,
+        ratio as score,
+        provider || ' ' || category || ' ' || measure || ' of ' || account
+            || coalesce(' (' || client_id || ')', '') || ' on ' || usage_date::text || ': ours '
+            || {{ anomaly_number('ours') }} || ' against the provider''s ' || {{ anomaly_number('theirs') }}
+            || case when ratio is null then ' (the provider counts none)' else ' (' || {{ anomaly_percent('ratio') }} || ')' end
+            || coalesce(', ' || reason, '') || ' (fct_coverage_daily)' as explanation,
+        jsonb_build_object('coverage_id', coverage_id, 'ratio', ratio, 'reason', reason,
+                           'provider_as_of', provider_as_of) as details
+    from {{ ref('fct_coverage_daily') }}
+    where usage_date >= {{ evaluation_start }} and usage_date < {{ as_of_day }}
+      and status in ('warn', 'error')
+
+),
+
 findings as (
 
     {{ union_by_name(['change_findings', 'young_findings', 'missing_findings', 'unit_cost_findings',
-                      'quarantine_findings', 'unattributed_findings', 'orphan_findings', 'expired_findings'],
+                      'quarantine_findings', 'unattributed_findings', 'orphan_findings', 'expired_findings',
+                      'coverage_findings'],
                      ['kind', 'severity', 'usage_date', 'client_id', 'agent_id', 'provider', 'account', 'metric',
                       'measure', 'observed', 'expected', 'score', 'explanation', 'details']) }}
 
