@@ -1,4 +1,5 @@
-"""Asset checks beyond dbt's tests: collection health (ops.collector_state) and settling prices."""
+"""Asset checks beyond dbt's tests: collection health (ops.collector_state), settling prices, coverage against
+the providers' own totals (fct_coverage_daily) and open anomaly findings (fct_usage_anomalies)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -83,5 +84,107 @@ def prices_settle(warehouse: WarehouseResource) -> AssetCheckResult:
             "oldest_pending": oldest.isoformat() if oldest else "none",
             "worst": "; ".join(f"{client} {provider}: {count} since {since:%Y-%m-%d}"
                                for client, provider, count, since in worst) or "none",
+        },
+    )
+
+
+WORST = 5  # offenders listed in a check's metadata
+
+COVERAGE_STATUS_SQL = "select status, count(*) from marts.fct_coverage_daily group by status"
+COVERAGE_OFFENDERS_SQL = """
+    select provider, account, client_id, usage_date, category, measure, ours, theirs, ratio, status, reason
+    from marts.fct_coverage_daily
+    where status in ('error', 'warn') and {side}
+    order by {order}, usage_date, provider, account, category, measure
+    limit %(worst)s
+"""
+# below 100 %: the lowest ratios first; above it (or a provider that counts nothing): the highest first
+OFFENDER_SIDES = {"lowest": ("ratio < 1", "ratio asc"),
+                  "highest": ("(ratio > 1 or ratio is null)", "ratio desc nulls first")}
+COVERAGE_BY_PROVIDER_SQL = """
+    select provider, category, measure, sum(ours), sum(theirs), count(*)
+    from marts.fct_coverage_daily
+    where status <> 'not_yet_comparable'
+    group by provider, category, measure order by provider, category, measure
+"""
+
+
+def _coverage_offender(row: tuple) -> str:
+    provider, account, client_id, day, category, measure, ours, theirs, ratio, status, reason = row
+    share = "no provider figure" if ratio is None else f"{ratio * 100:.2f} %"
+    return (f"{status.upper()} {provider} {account}{f' ({client_id})' if client_id else ''} {day:%Y-%m-%d} "
+            f"{category} {measure}: {ours} of {theirs} ({share}{f', {reason}' if reason else ''})")
+
+
+def _ratio_text(ours, theirs) -> str:
+    if not theirs:
+        return "100.00 %" if not ours else "no provider figure"
+    return f"{ours / theirs * 100:.2f} %"
+
+
+@asset_check(asset=AssetKey(["marts", "fct_coverage_daily"]), name="coverage", blocking=False,
+             description="Our usage against the providers' own totals on settled days: ERROR below 95 % or above "
+                         "100.5 % (duplicates), WARN below 99.5 % (vars.coverage_thresholds). A coverage ERROR "
+                         "also keeps the client's billing cycle settling.")
+def coverage_check(warehouse: WarehouseResource) -> AssetCheckResult:
+    with warehouse.warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(COVERAGE_STATUS_SQL)
+        statuses = dict(cursor.fetchall())
+        offenders = {}
+        for name, (side, order) in OFFENDER_SIDES.items():
+            cursor.execute(COVERAGE_OFFENDERS_SQL.format(side=side, order=order), {"worst": WORST})
+            offenders[name] = cursor.fetchall()
+        cursor.execute(COVERAGE_BY_PROVIDER_SQL)
+        by_provider = cursor.fetchall()
+    errors, warnings = statuses.get("error", 0), statuses.get("warn", 0)
+    return AssetCheckResult(
+        passed=not errors and not warnings,
+        severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
+        metadata={
+            **{status: statuses.get(status, 0) for status in ("ok", "warn", "error", "not_yet_comparable")},
+            **{f"worst_{name}": "; ".join(_coverage_offender(row) for row in rows) or "none"
+               for name, rows in offenders.items()},
+            "coverage_by_provider": "; ".join(
+                f"{provider} {category} {measure}: {_ratio_text(ours, theirs)} over {rows} row(s)"
+                for provider, category, measure, ours, theirs, rows in by_provider) or "none",
+        },
+    )
+
+
+ANOMALY_COUNTS_SQL = """
+    select kind, severity, count(*)
+    from marts.fct_usage_anomalies
+    where last_seen_at = (select max(last_seen_at) from marts.fct_usage_anomalies) and severity in ('error', 'warn')
+    group by kind, severity order by kind, severity
+"""
+ANOMALY_OFFENDERS_SQL = """
+    select severity, kind, usage_date, explanation
+    from marts.fct_usage_anomalies
+    where last_seen_at = (select max(last_seen_at) from marts.fct_usage_anomalies) and severity in ('error', 'warn')
+    order by severity = 'error' desc, abs(coalesce(score, 0)) desc, usage_date desc, anomaly_id
+    limit %(worst)s
+"""
+
+
+@asset_check(asset=AssetKey(["marts", "fct_usage_anomalies"]), name="anomalies", blocking=False,
+             description="No open anomaly finding (made by the latest build) of severity error (ERROR) or warn "
+                         "(WARN): spikes, drops, missing data, coverage gaps, expired prices, unattributed "
+                         "cost, unit-cost drift, quarantine growth, orphan calls.")
+def anomalies_check(warehouse: WarehouseResource) -> AssetCheckResult:
+    with warehouse.warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(ANOMALY_COUNTS_SQL)
+        counts = cursor.fetchall()
+        cursor.execute(ANOMALY_OFFENDERS_SQL, {"worst": WORST})
+        worst = cursor.fetchall()
+    errors = sum(count for _, severity, count in counts if severity == "error")
+    warnings = sum(count for _, severity, count in counts if severity == "warn")
+    return AssetCheckResult(
+        passed=not errors and not warnings,
+        severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
+        metadata={
+            "open_errors": errors, "open_warnings": warnings,
+            "by_kind": "; ".join(f"{kind} {severity}: {count}" for kind, severity, count in counts) or "none",
+            "worst": "; ".join(f"{severity.upper()} {kind} {day:%Y-%m-%d}: {explanation}"
+                               for severity, kind, day, explanation in worst) or "none",
         },
     )
