@@ -25,7 +25,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from dagster_project.checks import collection_checks, prices_settle
+from dagster_project.checks import anomalies_check, collection_checks, coverage_check, prices_settle
 from dagster_project.ingestion import raw_assets
 from dagster_project.partitions import daily_partitions
 from dagster_project.transformation import billing_dbt_models
@@ -43,7 +43,7 @@ build_models_job = define_asset_job(
     # the checks on the raw tables too: collection health and dbt's source tests
     selection=AssetSelection.assets(billing_dbt_models)
     | AssetSelection.checks_for_assets(*raw_assets)
-    | AssetSelection.checks(*collection_checks, prices_settle),
+    | AssetSelection.checks(*collection_checks, prices_settle, coverage_check, anomalies_check),
     partitions_def=daily_partitions,
     description="Rebuild the dbt models from what the raw tables hold now, and check collection health.",
 )
