@@ -115,8 +115,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             raise UNAUTHORIZED
         return cursor, principal
 
-    def refreshed_at(cursor) -> datetime:
-        return queries.data_refreshed_at(cursor) or now()
+    def refreshed_at(cursor) -> datetime | None:
+        return queries.data_refreshed_at(cursor)
 
     # ---------------------------------------------------------------- /v1/usage
 
@@ -128,7 +128,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
         credentials: Credentials,
         from_: Annotated[str | None, Query(alias="from", description="Start, inclusive: RFC 3339, or a date "
                                   "(local midnight in window_time_zone). Required.")] = None,
-        to: Annotated[str | None, Query(description="End, exclusive (same forms). Default: data_refreshed_at.")] = None,
+        to: Annotated[str | None, Query(description="End, exclusive (same forms). Default: the end of the current "
+                                                    "day in window_time_zone.")] = None,
         window_size: Annotated[str | None, Query(description="hour | day | month | cycle (each client's billing "
                                         "cycles). Default: one window, the whole range.")] = None,
         window_time_zone: Annotated[str | None, Query(description="IANA zone the windows follow, DST included. "
@@ -147,7 +148,7 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             output = params.output_format(request)
             zone = params.time_zone(params.single(request, "window_time_zone"))
             refreshed = refreshed_at(cursor)
-            start, end = params.range_(request, zone, refreshed)
+            start, end = params.range_(request, zone, now())
             size = params.window_size(params.single(request, "window_size"), start, end)
             groups = params.group_by(request)
             if size == "cycle" and "client" not in groups:
@@ -237,7 +238,7 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             if queries.client(cursor, principal, client_id) is None:
                 raise not_found("client")
             refreshed = refreshed_at(cursor)
-            found = statements.cycles(cursor, client_id, refreshed, params.single(request, "starting_after"),
+            found = statements.cycles(cursor, client_id, now(), params.single(request, "starting_after"),
                                       page_size + 1)
             page = [_cycle(row) for row in found[:page_size]]
             return json_response(request, {
@@ -263,7 +264,7 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             if found_client is None:
                 raise not_found("client")
             refreshed = refreshed_at(cursor)
-            found_cycle = statements.cycle(cursor, client_id, cycle_id, refreshed)
+            found_cycle = statements.cycle(cursor, client_id, cycle_id, now())
             if found_cycle is None:
                 raise not_found("cycle")
             document = statements.statement(cursor, found_client, found_cycle)

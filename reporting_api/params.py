@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -66,10 +66,15 @@ def range_(request: Request, zone: ZoneInfo, now: datetime) -> tuple[datetime, d
     if start_text is None:
         raise invalid("from", "required: the start of the range (RFC 3339 timestamp or date, inclusive)")
     start = instant("from", start_text, zone)
-    end = instant("to", end_text, zone) if end_text is not None else now
+    end = instant("to", end_text, zone) if end_text is not None else end_of_day(now, zone)
     if end <= start:
         raise invalid("to", "must be after from")
     return start, end
+
+
+def end_of_day(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The default `to`: the end of the current day in the windows' zone (stable all day, so ETags hold)."""
+    return datetime.combine(moment.astimezone(zone).date() + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
 def window_size(value: str | None, start: datetime, end: datetime) -> str | None:

@@ -16,12 +16,14 @@ CLIENT_COLUMNS = ("client_id", "client_name", "billing_timezone", "billing_ancho
 
 
 def data_refreshed_at(cursor) -> datetime | None:
-    """When the marts were last built: the business clock of the latest build (fct_cycle_usage.computed_at,
-    recomputed by every build), else the newest observation the daily rollup holds."""
+    """How fresh the data is: each provider's oldest last successful collection among its accounts
+    (ops.collector_state), the oldest of the providers, as reporting.rpt_cycle_statements defines it per
+    provider. A warehouse never collected into (a generated one) falls back to its latest build's as_of."""
     cursor.execute("""
         select coalesce(
-            (select max(computed_at) from marts.fct_cycle_usage),
-            (select max(observed_through) from marts.fct_daily_usage))""")
+            (select min(oldest) from (select min(last_success_at) as oldest from ops.collector_state
+                                      group by source) as providers),
+            (select max(computed_at) from marts.fct_cycle_usage))""")
     return cursor.fetchone()[0]
 
 

@@ -78,9 +78,9 @@ _CYCLES = """
     {limit}"""
 
 
-def cycles(cursor, client_id: str, as_of: datetime, after: str | None, limit: int | None) -> list[dict]:
+def cycles(cursor, client_id: str, now: datetime, after: str | None, limit: int | None) -> list[dict]:
     """The client's started cycles, newest first, after the cycle `after` (its id)."""
-    parameters = {"client_id": client_id, "as_of": as_of, "grace": timedelta(hours=grace_hours()),
+    parameters = {"client_id": client_id, "as_of": now, "grace": timedelta(hours=grace_hours()),
                   "after": after, "limit": limit}
     where = ""
     if after is not None:
@@ -94,8 +94,8 @@ def cycles(cursor, client_id: str, as_of: datetime, after: str | None, limit: in
     return [dict(zip(CYCLE_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
 
-def cycle(cursor, client_id: str, cycle_id: str, as_of: datetime) -> dict | None:
-    parameters = {"client_id": client_id, "as_of": as_of, "grace": timedelta(hours=grace_hours()),
+def cycle(cursor, client_id: str, cycle_id: str, now: datetime) -> dict | None:
+    parameters = {"client_id": client_id, "as_of": now, "grace": timedelta(hours=grace_hours()),
                   "cycle_id": cycle_id}
     cursor.execute(_CYCLES.format(where="and cycle_id = %(cycle_id)s", limit=""), parameters)
     row = cursor.fetchone()
