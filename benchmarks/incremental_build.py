@@ -71,7 +71,8 @@ def main() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("select count(*) from raw_retell.calls")
                 calls = cursor.fetchone()[0]
-        _dbt(warehouse, "run", "--exclude", "fct_usage_events+")
+        _dbt(warehouse, "build", "--select", "+fct_usage_events", "--exclude", "fct_usage_events",
+             "--resource-type", "model", "--resource-type", "snapshot")
         full = _dbt(warehouse, "run", "--select", "fct_usage_events", "--full-refresh")
         idle = _dbt(warehouse, "run", "--select", "fct_usage_events")
         with warehouse.connect() as connection, connection.cursor() as cursor:
