@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 429/5xx")
     serve.add_argument("--slow-rate", type=float, default=0.0, help="share of requests answered slowly")
     serve.add_argument("--slow-ms", type=int, default=2000)
+    serve.add_argument("--prerender", action="store_true",
+                       help="render every listed record before serving (about 2 KB of memory per record)")
+    serve.add_argument("--plain", action="store_true",
+                       help="generate and encode every listing on each request instead of keeping records rendered")
 
     out = commands.add_parser("directory", help="write the clients/agents/assignments YAML")
     out.add_argument("--output", default="-")
@@ -80,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         faults = FaultInjector(args.error_rate, args.slow_rate, args.slow_ms, seed=config.seed)
-        server = SandboxServer((args.host, args.port), config, faults)
+        server = SandboxServer((args.host, args.port), config, faults, rendered=not args.plain)
+        if args.prerender and not args.plain:
+            started = time.perf_counter()
+            count = server.records.prerender()
+            print(f"sandbox rendered {count} listed records in {time.perf_counter() - started:.1f} s", flush=True)
         print(f"sandbox serving {config.to_json()} on {server.base_url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()

@@ -10,7 +10,7 @@ from decimal import Decimal
 from sandbox.agency import clients
 from sandbox.config import SandboxConfig, stable_hex
 from sandbox.http_types import ApiError, Request, Response
-from sandbox.usage import openrouter_activity
+from sandbox.records import GeneratedRecords
 
 ACTIVITY_DAYS = 30
 KEYS_PAGE = 100
@@ -40,7 +40,7 @@ def _activity_window(config: SandboxConfig) -> list[date]:
     return [config.today - timedelta(days=n) for n in range(ACTIVITY_DAYS, 0, -1)]
 
 
-def _activity(config: SandboxConfig, request: Request) -> Response:
+def _activity(config: SandboxConfig, request: Request, records: GeneratedRecords) -> Response:
     window = _activity_window(config)
     days = window
     if request.arg("date"):
@@ -60,7 +60,7 @@ def _activity(config: SandboxConfig, request: Request) -> Response:
     for day in days:
         if not config.start_date <= day <= config.end_date:
             continue
-        per_client = [row for c in selected for row in openrouter_activity(config, c.index, day)]
+        per_client = [row for c in selected for row in records.openrouter_activity(c.index, day)]
         rows += per_client if key_hash else _summed_over_keys(per_client)
     return Response(200, {"data": rows})
 
@@ -85,10 +85,10 @@ def default_workspace_id(config: SandboxConfig) -> str:
     return str(uuid.UUID(stable_hex(config.seed, "openrouter-workspace")))
 
 
-def _key_object(config: SandboxConfig, client) -> dict:
+def _key_object(config: SandboxConfig, client, records: GeneratedRecords) -> dict:
     usage = float(sum(
         (Decimal(str(row["usage"])) for day in config.iter_days()
-         for row in openrouter_activity(config, client.index, day)), Decimal(0)))
+         for row in records.openrouter_activity(client.index, day)), Decimal(0)))
     created = f"{config.start_date.isoformat()}T00:00:00Z"
     return {
         "hash": client.openrouter_key_hash,
@@ -117,29 +117,29 @@ def _key_object(config: SandboxConfig, client) -> dict:
     }
 
 
-def _keys(config: SandboxConfig, request: Request) -> Response:
+def _keys(config: SandboxConfig, request: Request, records: GeneratedRecords) -> Response:
     try:
         offset = int(request.arg("offset", "0"))
     except ValueError as exc:
         raise error(400, "Invalid request parameters") from exc
     page = clients(config)[offset:offset + KEYS_PAGE]
-    return Response(200, {"data": [_key_object(config, c) for c in page]})
+    return Response(200, {"data": [_key_object(config, c, records) for c in page]})
 
 
-def _credits(config: SandboxConfig) -> Response:
+def _credits(config: SandboxConfig, records: GeneratedRecords) -> Response:
     total = sum(
         (Decimal(str(row["usage"])) for day in config.iter_days() for c in clients(config)
-         for row in openrouter_activity(config, c.index, day)), Decimal(0))
+         for row in records.openrouter_activity(c.index, day)), Decimal(0))
     return Response(200, {"data": {"total_credits": float(total.to_integral_value() + 100),
                                    "total_usage": float(total)}})
 
 
-def handle(config: SandboxConfig, request: Request) -> Response:
+def handle(config: SandboxConfig, request: Request, records: GeneratedRecords) -> Response:
     authenticate(config, request)
     routes = {
-        "/api/v1/activity": lambda: _activity(config, request),
-        "/api/v1/keys": lambda: _keys(config, request),
-        "/api/v1/credits": lambda: _credits(config),
+        "/api/v1/activity": lambda: _activity(config, request, records),
+        "/api/v1/keys": lambda: _keys(config, request, records),
+        "/api/v1/credits": lambda: _credits(config, records),
     }
     if request.method != "GET" or request.path not in routes:
         raise error(404, f"Not found: {request.method} {request.path}")

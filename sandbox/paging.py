@@ -18,9 +18,12 @@ def decode_cursor(token: str) -> tuple[int, int]:
     try:
         padded = token + "=" * (-len(token) % 4)
         day_index, position = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return int(day_index), int(position)
+        day_index, position = int(day_index), int(position)
     except Exception as exc:  # noqa: BLE001 - any garbage is the same client error
         raise ValueError(f"invalid pagination token {token!r}") from exc
+    if day_index < 0 or position < 0:
+        raise ValueError(f"invalid pagination token {token!r}")
+    return day_index, position
 
 
 def page_through_days(
@@ -37,7 +40,8 @@ def page_through_days(
         while position < len(items):
             if len(page) == limit:
                 return page, (day_index, position)
-            page.append(items[position])
-            position += 1
+            taken = items[position:position + limit - len(page)]
+            page += taken
+            position += len(taken)
         day_index, position = day_index + 1, 0
     return page, None

@@ -12,6 +12,7 @@ from sandbox.agency import clients
 from sandbox.config import SandboxConfig, stable_hex
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.paging import decode_cursor, encode_cursor, page_through_days
+from sandbox.records import GeneratedRecords
 from sandbox.usage import client_day
 
 MAX_LIMIT = 1000
@@ -64,7 +65,7 @@ def _day_of(ms: int) -> date:
     return datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
-def list_calls(config: SandboxConfig, request: Request) -> Response:
+def list_calls(config: SandboxConfig, request: Request, records: GeneratedRecords) -> Response:
     workspace = authenticate(config, request)
     try:
         body = json.loads(request.body or b"{}")
@@ -92,15 +93,19 @@ def list_calls(config: SandboxConfig, request: Request) -> Response:
         days.reverse()
     workspace_clients = [c.index for c in clients(config) if c.retell_workspace == workspace]
 
-    def calls_of_day(day: date) -> list[dict]:
+    def merge_day(day: date) -> list[dict]:
         calls = [
             call
             for index in workspace_clients
-            for call in client_day(config, index, day).retell_calls
+            for call in records.client_day(index, day, client_day).retell_calls
             if low <= call["start_timestamp"] <= high and (not agent_ids or call["agent_id"] in agent_ids)
         ]
         calls.sort(key=lambda c: (c["start_timestamp"], c.get("call_id", "")), reverse=descending)
         return calls
+
+    def calls_of_day(day: date) -> list[dict]:
+        listing = ("retell", client_day, workspace, day, low, high, frozenset(agent_ids), descending)
+        return records.merged(listing, lambda: merge_day(day))
 
     cursor = (0, 0)
     if body.get("pagination_key"):
@@ -155,9 +160,9 @@ def get_call(config: SandboxConfig, request: Request, call_id: str) -> Response:
     raise error(404, "Call not found")
 
 
-def handle(config: SandboxConfig, request: Request) -> Response:
+def handle(config: SandboxConfig, request: Request, records: GeneratedRecords) -> Response:
     if request.method == "POST" and request.path == "/v3/list-calls":
-        return list_calls(config, request)
+        return list_calls(config, request, records)
     by_id = GET_CALL.match(request.path)
     if request.method == "GET" and by_id:
         return get_call(config, request, by_id.group(1))

@@ -6,6 +6,9 @@
     /_sandbox/...     control: health, config, directory, faults, pending and settle (unsettled prices,
                       see sandbox.pending), hidden (objects the listings leave out while the providers'
                       totals still count them, see sandbox.hidden)
+
+Listed records are rendered once and kept (sandbox.records), so paging a million-record listing costs a few
+microseconds of server time per record; `rendered=False` generates and encodes every page on each request.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sandbox.faults import FaultInjector, FaultRule
 from sandbox.hidden import HiddenObjects
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.pending import PendingPrices
+from sandbox.records import GeneratedRecords, RenderedRecords, encoded_parts, materialized
 
 logger = logging.getLogger(__name__)
 PROVIDERS = {"retell": retell_api, "twilio": twilio_api, "openrouter": openrouter_api}
@@ -34,9 +38,12 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], config: SandboxConfig, faults: FaultInjector | None = None):
+    def __init__(self, address: tuple[str, int], config: SandboxConfig, faults: FaultInjector | None = None,
+                 rendered: bool = True):
         super().__init__(address, SandboxHandler)
         self.config = config
+        # Listed records rendered once and kept (sandbox.records), or generated and encoded on every request.
+        self.records = RenderedRecords(config) if rendered else GeneratedRecords(config)
         self.faults = faults or FaultInjector()
         self.requests_served = 0
         self.pending = PendingPrices()
@@ -116,10 +123,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if fault.status is not None:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return Response(fault.status, module.error_body(fault.status), headers)
-        response = module.handle(self.server.config, request)
-        if response.status == 200:
-            response.body = self.server.hidden.apply(name, request, response.body)
-            response.body = self.server.pending.apply(name, response.body, self.server.config)
+        response = module.handle(self.server.config, request, self.server.records)
+        hidden, pending = self.server.hidden, self.server.pending
+        if response.status == 200 and (hidden.ids or pending.days or pending.held_ids):
+            response.body = materialized(response.body)  # these change records: plain ones, from their texts
+            response.body = hidden.apply(name, request, response.body)
+            response.body = pending.apply(name, response.body, self.server.config)
         return response
 
     def _control(self, request: Request) -> Response:
@@ -183,19 +192,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return Response(200, hidden.report())
 
     def _send(self, response: Response) -> None:
-        payload = json.dumps(response.body, separators=(",", ":")).encode()
+        parts = encoded_parts(response.body)
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(sum(map(len, parts))))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        for part in parts:
+            self.wfile.write(part)
 
 
 def start_in_thread(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0,
-                    faults: FaultInjector | None = None) -> SandboxServer:
+                    faults: FaultInjector | None = None, rendered: bool = True) -> SandboxServer:
     """A running sandbox on a background thread; call .shutdown() to stop it."""
-    server = SandboxServer((host, port), config, faults)
+    server = SandboxServer((host, port), config, faults, rendered)
     threading.Thread(target=server.serve_forever, name="sandbox", daemon=True).start()
     return server

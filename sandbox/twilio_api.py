@@ -13,8 +13,9 @@ from sandbox.agency import clients
 from sandbox.config import SandboxConfig, stable_hex
 from sandbox.http_types import ApiError, Request, Response
 from sandbox.paging import decode_cursor, encode_cursor, page_through_days
+from sandbox.records import GeneratedRecords
 from sandbox.retell_api import call_locations
-from sandbox.usage import API_VERSION, USAGE_CATEGORIES, USAGE_SUBRESOURCES, client_day, rfc2822, usage_totals
+from sandbox.usage import API_VERSION, USAGE_CATEGORIES, USAGE_SUBRESOURCES, client_day, rfc2822
 
 MAX_PAGE_SIZE = 1000
 ROUTE = re.compile(rf"^/{API_VERSION}/Accounts(?:/(AC[0-9a-f]{{32}})/(Calls|Messages|Usage/Records/Daily))?\.json$")
@@ -134,7 +135,8 @@ def _accounts(config: SandboxConfig, request: Request) -> Response:
     return Response(200, _envelope(request, "accounts", [config.end_date], lambda _day: accounts, "/Accounts.json"))
 
 
-def _usage_records(config: SandboxConfig, request: Request, account_sid: str, indexes: list[int]):
+def _usage_records(config: SandboxConfig, request: Request, account_sid: str, indexes: list[int],
+                   records: GeneratedRecords):
     """The days asked for, and a function giving each day's records, one per category."""
     first = _parse_day(request.arg("StartDate"), "StartDate") if request.arg("StartDate") else config.start_date
     last = _parse_day(request.arg("EndDate"), "EndDate") if request.arg("EndDate") else config.end_date
@@ -146,17 +148,17 @@ def _usage_records(config: SandboxConfig, request: Request, account_sid: str, in
         in_range = config.start_date <= day <= config.end_date
         totals: dict[str, list] = {category: [0, 0, 0] for category, *_ in USAGE_CATEGORIES}
         for index in indexes if in_range else []:
-            for category, (count, usage, price) in usage_totals(client_day(config, index, day)).items():
+            for category, (count, usage, price) in records.usage_totals(index, day).items():
                 bucket = totals[category]
                 bucket[0] += count
                 bucket[1] += usage
                 bucket[2] += price
-        records = []
+        listed = []
         for category, description, count_unit, usage_unit in USAGE_CATEGORIES:
             if category_filter and category != category_filter:
                 continue
             count, usage, price = totals[category]
-            records.append({
+            listed.append({
                 "account_sid": account_sid,
                 "api_version": API_VERSION,
                 "as_of": as_of,
@@ -177,7 +179,7 @@ def _usage_records(config: SandboxConfig, request: Request, account_sid: str, in
                 "uri": f"/{API_VERSION}/Accounts/{account_sid}/Usage/Records/Daily?Category={category}"
                        f"&StartDate={day.isoformat()}&EndDate={day.isoformat()}",
             })
-        return records
+        return listed
 
     return days, records_of_day
 
@@ -213,7 +215,7 @@ def _fetch(config: SandboxConfig, request: Request, account_sid: str, resource: 
     raise error(404, 20404, f"The requested resource {request.path} was not found")
 
 
-def handle(config: SandboxConfig, request: Request) -> Response:
+def handle(config: SandboxConfig, request: Request, records: GeneratedRecords) -> Response:
     authenticate(config, request)
     one = ONE.match(request.path)
     if request.method == "GET" and one:
@@ -228,7 +230,7 @@ def handle(config: SandboxConfig, request: Request) -> Response:
     if collection == "Usage/Records/Daily":
         include = (request.arg("IncludeSubaccounts", "true") or "true").lower() == "true"
         indexes = _subaccount_clients(config, account_sid, include)
-        days, records_of_day = _usage_records(config, request, account_sid, indexes)
+        days, records_of_day = _usage_records(config, request, account_sid, indexes, records)
         return Response(200, _envelope(request, "usage_records", days, records_of_day, path))
 
     indexes = _subaccount_clients(config, account_sid, include_subaccounts=False)
@@ -237,16 +239,22 @@ def handle(config: SandboxConfig, request: Request) -> Response:
         status = request.arg("Status")
 
         def calls_of_day(day: date) -> list[dict]:
-            legs = [leg for i in indexes for leg in client_day(config, i, day).twilio_calls
-                    if status is None or leg["status"] == status]
-            return sorted(legs, key=lambda leg: leg["uri"], reverse=True)
+            def listing() -> list[dict]:
+                legs = [leg for i in indexes for leg in records.client_day(i, day, client_day).twilio_calls
+                        if status is None or leg["status"] == status]
+                return sorted(legs, key=lambda leg: leg["uri"], reverse=True)
+
+            return records.merged(("twilio_calls", client_day, tuple(indexes), day, status), listing)
 
         return Response(200, _envelope(request, "calls", days, calls_of_day, path))
 
     days = _day_window(request, "DateSent", config)
 
     def messages_of_day(day: date) -> list[dict]:
-        messages = [m for i in indexes for m in client_day(config, i, day).twilio_messages]
-        return sorted(messages, key=lambda m: m["uri"], reverse=True)
+        def listing() -> list[dict]:
+            messages = [m for i in indexes for m in records.client_day(i, day, client_day).twilio_messages]
+            return sorted(messages, key=lambda m: m["uri"], reverse=True)
+
+        return records.merged(("twilio_messages", client_day, tuple(indexes), day), listing)
 
     return Response(200, _envelope(request, "messages", days, messages_of_day, path))
