@@ -29,7 +29,8 @@ from dagster_project.resources import WarehouseResource
 from usage_report import default_report_dir, write_reports
 
 REPORT_MARTS = ("fct_daily_usage", "fct_usage_events", "fct_cycle_usage", "fct_cycle_adjustments",
-                "dim_billing_cycles", "dim_clients", "dim_agents", "fct_calls", "fct_usage_anomalies")
+                "dim_billing_cycles", "dim_clients", "dim_agents", "fct_calls", "fct_usage_anomalies",
+                "fct_coverage_daily")
 
 
 def report_as_of(day: date) -> datetime:
@@ -66,7 +67,7 @@ def usage_report(context: AssetExecutionContext, warehouse: WarehouseResource) -
     })
 
 
-usage_report_job = define_asset_job("usage_report", selection=[usage_report], partitions_def=daily_partitions,
+usage_report_job = define_asset_job("write_usage_report", selection=[usage_report], partitions_def=daily_partitions,
                                     description="Write the usage report of the partitions' days.")
 
 

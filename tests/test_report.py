@@ -21,6 +21,7 @@ from dagster_project.definitions import defs
 from dagster_project.report import REPORT_MARTS, report_after_rollup_sensor
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
+from sandbox.usage import client_day
 from tests.conftest import TEST_END_DATE, pipeline_environment, run_pipeline
 from usage_report.charts import money
 from usage_report.data import Client, ReportData
@@ -30,10 +31,12 @@ from usage_report.writer import REPORT_DIR_ENV
 pytestmark = pytest.mark.integration
 
 # 40 days, so the previous cycles hold data; a Retell agent the directory does not know on the day before
-# the last (an unattributed share); the last day's Retell and Twilio prices held back (pending).
+# the last (an unattributed share); the last day's Retell and Twilio prices held back (pending); two SMS of
+# the first client left out of Twilio's listings five days before the end (a coverage gap).
 CONFIG = SandboxConfig(seed=7, clients=3, agents_per_client=2, days=40, calls_per_agent_per_day=2,
                        end_date=TEST_END_DATE,
                        scenarios=(("unregistered_agent", 1, (TEST_END_DATE - timedelta(days=1)).isoformat(), 3),))
+GAP_DAY = TEST_END_DATE - timedelta(days=5)
 AS_OF = datetime.combine(TEST_END_DATE + timedelta(days=1), time.min, UTC)  # the end of the rollup's day
 WINDOW_START, WINDOW_END = TEST_END_DATE - timedelta(days=29), TEST_END_DATE
 CHARTS = ("daily-cost", "cycle-comparison", "top-agents")
@@ -111,13 +114,15 @@ def built(database_factory, tmp_path_factory):
                 pytest.MonkeyPatch.context() as env:
             env.setenv(REPORT_DIR_ENV, str(report_dir))
             requests.post(f"{sandbox.base_url}/_sandbox/pending", json={"days": 1}, timeout=5).raise_for_status()
+            hidden = [message["sid"] for message in client_day(CONFIG, 0, GAP_DAY).twilio_messages][:2]
+            requests.post(f"{sandbox.base_url}/_sandbox/hidden", json={"ids": hidden}, timeout=5).raise_for_status()
             today_run = run_pipeline(instance)
             rollup = run_pipeline(instance, TEST_END_DATE.isoformat())
             context = build_sensor_context(instance=instance)
             evaluation = report_after_rollup_sensor(context)
             again = report_after_rollup_sensor(build_sensor_context(instance=instance, cursor=evaluation.cursor))
             requests_made = evaluation.run_requests
-            report_run = defs.resolve_job_def("usage_report").execute_in_process(
+            report_run = defs.resolve_job_def("write_usage_report").execute_in_process(
                 instance=instance, partition_key=requests_made[0].partition_key)
     finally:
         sandbox.shutdown()
@@ -310,19 +315,32 @@ def test_pending_prices_are_the_events_and_the_aggregates(built):
         assert sum(events) == aggregate > 0
 
 
-def test_coverage_is_shown_or_said_to_be_unmeasured(built):
+def test_coverage_is_fct_coverage_daily(built):
     warehouse = built["warehouse"]
     (relation,) = _query(warehouse, "select to_regclass('marts.fct_coverage_daily')")[0]
-    section = _section(built["agency"], "coverage")
-    if relation is None:
-        assert 'data-coverage="not-measured"' in section and "Coverage not measured" in section
-        return
-    expected = dict(_query(warehouse, """
-        select status, count(*) from marts.fct_coverage_daily where usage_date between %s and %s group by 1""",
-                           (WINDOW_START, WINDOW_END)))
-    counts = {e["attrs"]["data-status"]: int(e["attrs"]["data-count"]) for e in _elements(section)
-              if "data-count" in e["attrs"]}
-    assert counts == expected
+    assert relation is not None
+    for scope, html in ((None, built["agency"]), *((c, built["pages"][c]) for c in built["clients"])):
+        section = _section(html, "coverage")
+        expected = dict(_query(warehouse, """
+            select status, count(*) from marts.fct_coverage_daily
+            where usage_date between %s and %s and (%s::text is null or client_id = %s) group by 1""",
+                               (WINDOW_START, WINDOW_END, scope, scope)))
+        counts = {e["attrs"]["data-status"]: int(e["attrs"]["data-count"]) for e in _elements(section)
+                  if "data-count" in e["attrs"]}
+        assert counts == expected, scope
+        problems = _query(warehouse, """
+            select usage_date::text, provider, status from marts.fct_coverage_daily
+            where usage_date between %s and %s and (%s::text is null or client_id = %s)
+              and status in ('warn', 'error')""", (WINDOW_START, WINDOW_END, scope, scope))
+        listed = [(e["attrs"]["data-day"], e["attrs"]["data-provider"], e["attrs"]["data-coverage-status"])
+                  for e in _elements(section) if "data-coverage-status" in e["attrs"]]
+        assert sorted(listed) == sorted(problems), scope
+    # the SMS left out of the listings: an error on the first client's page and the agency's, no other
+    gap = ("twilio", GAP_DAY.isoformat(), "error")
+    for scope, html in ((None, built["agency"]), *((c, built["pages"][c]) for c in built["clients"])):
+        rows = {(e["attrs"]["data-provider"], e["attrs"]["data-day"], e["attrs"]["data-coverage-status"])
+                for e in _elements(_section(html, "coverage")) if "data-coverage-status" in e["attrs"]}
+        assert (gap in rows) == (scope in (None, built["clients"][0])), scope
 
 
 # --- a client's page is that client's alone ------------------------------------------------------------
@@ -454,3 +472,30 @@ def test_names_are_escaped_and_money_is_exact():
     assert money(Decimal("0.1123976")) == "0.1123976 USD"
     assert money(Decimal("0E-7")) == "0.00 USD"
     assert money(Decimal("-2.5")) == "-2.50 USD"
+
+
+def test_a_client_page_shows_an_account_wide_coverage_error_without_its_figures(built, tmp_path, monkeypatch):
+    """A row of an account that is no one client's (a Twilio master account) reaches a client's page as a
+    status only, on a day the client used that provider: its figures are the whole account's."""
+    warehouse = built["warehouse"]
+    day = (TEST_END_DATE - timedelta(days=3)).isoformat()
+    row = ("report-test-master", "twilio", "AC_master_of_the_report_test", day, "calls", "cost_usd",
+           Decimal("987.654321"), Decimal("123.456789"), Decimal("8.0000"), "error", "excess")
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("""insert into marts.fct_coverage_daily (coverage_id, provider, account, client_id, usage_date,
+                          category, measure, ours, theirs, ratio, status, reason)
+                          values (%s, %s, %s, null, %s, %s, %s, %s, %s, %s, %s, %s)""", row)
+    try:
+        monkeypatch.setenv(DATABASE_URL_ENV, warehouse.url)
+        assert report_cli.main(["--out", str(tmp_path), "--as-of", AS_OF.isoformat(), "--client", CLIENT]) == 0
+        directory = tmp_path / TEST_END_DATE.isoformat()
+        html = (directory / "clients" / f"{CLIENT}.html").read_text()
+        agency = (directory / "agency.html").read_text()
+    finally:
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("delete from marts.fct_coverage_daily where coverage_id = %s", (row[0],))
+    marks = [(e["attrs"]["data-provider"], e["attrs"]["data-day"], e["attrs"]["data-provider-wide"])
+             for e in _elements(_section(html, "coverage")) if "data-provider-wide" in e["attrs"]]
+    assert marks == [("twilio", day, "error")]
+    assert not [value for value in ("AC_master_of_the_report_test", "987.654321", "123.456789") if value in html]
+    assert "AC_master_of_the_report_test" in agency and "987.654321" in agency

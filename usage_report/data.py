@@ -144,6 +144,9 @@ class Coverage:
     latest_by_provider: dict[str, tuple[date, str]]  # provider -> (latest compared day, its worst status)
     problems: list[CoverageRow]  # warn and error rows, newest first, at most COVERAGE_ROWS
     problem_count: int
+    # a client's page: warn/error rows of accounts that are no one client's (a Twilio master account,
+    # OpenRouter credits) on days the client used that provider, as (day, provider, category, status)
+    provider_wide: list[tuple[date, str, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -416,10 +419,21 @@ def _coverage(cursor, params: dict) -> Coverage | None:
         order by usage_date desc, case status when 'error' then 0 else 1 end, provider, account nulls first,
                  client_id nulls first, category, measure
         limit {COVERAGE_ROWS}""", params)
+    # only the status of such a row reaches a client's page: its figures are the whole account's
+    provider_wide = [] if params["client_id"] is None else _rows(cursor, f"""
+        select distinct coverage.usage_date, coverage.provider, coverage.category, coverage.status
+        from {COVERAGE_RELATION} as coverage
+        where coverage.usage_date between %(start)s and %(end)s and coverage.client_id is null
+          and coverage.status in ('error', 'warn')
+          and exists (select 1 from marts.fct_daily_usage as usage
+                      where usage.client_id = %(client_id)s and usage.provider = coverage.provider
+                        and usage.usage_date = coverage.usage_date)
+        order by coverage.usage_date desc, coverage.provider, coverage.category, coverage.status""", params)
     return Coverage(status_counts={status: int(count) for status, count in counts.items()},
                     latest_by_provider={provider: (day, status) for provider, day, status in latest},
                     problems=[CoverageRow(*row) for row in problems],
-                    problem_count=counts.get("error", 0) + counts.get("warn", 0))
+                    problem_count=counts.get("error", 0) + counts.get("warn", 0),
+                    provider_wide=[tuple(row) for row in provider_wide])
 
 
 def _pending(cursor, params: dict) -> list[PendingPrices]:

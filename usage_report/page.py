@@ -359,7 +359,14 @@ def _coverage_section(data: ReportData, names: Mapping[str, str]) -> str:
     more = f'<p class="note">{coverage.problem_count - len(rows)} more not listed.</p>' \
         if coverage.problem_count > len(rows) else ""
     body = (_table(head, rows) + more) if rows else '<p class="note">No warn or error row in this window.</p>'
-    if not coverage.status_counts:
+    if coverage.provider_wide:
+        body += ('<p>Checks of whole provider accounts (not broken down by client) on days this client used '
+                 'them:</p><ul>'
+                 + "".join(f'<li data-provider-wide="{_e(status)}" data-provider="{_e(provider)}" data-day="{day}">'
+                           f'{day} {_e(provider)} {_e(category)}: <span class="badge {_e(status)}">{_e(status)}'
+                           f"</span></li>" for day, provider, category, status in coverage.provider_wide)
+                 + "</ul>")
+    if not coverage.status_counts and not coverage.provider_wide:
         return ('<section id="coverage" data-coverage="empty"><h2>Coverage</h2><p class="note">No coverage row '
                 'in this window.</p></section>')
     return ('<section id="coverage" data-coverage="measured"><h2>Coverage</h2><p class="note">What we collected '
