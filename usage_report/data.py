@@ -320,6 +320,9 @@ def _cycles(cursor, params: dict) -> list[ClientCycle]:
                 on events.client_id = cycles.client_id
                and events.occurred_at >= coalesce(cycles.previous_start, cycles.cycle_start)
                and events.occurred_at < %(as_of)s
+               -- the same bounds on the indexed UTC day
+               and events.usage_date >= (coalesce(cycles.previous_start, cycles.cycle_start) at time zone 'UTC')::date
+               and events.usage_date <= (%(as_of)s::timestamptz at time zone 'UTC')::date
             group by cycles.cycle_id, events.provider
         )
         select sums.cycle_id, sums.provider, sums.to_date, sums.to_date_events, sums.to_date_unpriced,
@@ -437,10 +440,13 @@ def _coverage(cursor, params: dict) -> Coverage | None:
 
 
 def _pending(cursor, params: dict) -> list[PendingPrices]:
+    """From the daily aggregates' pending_events and expired_events (fct_usage_events.cost_status counted)."""
     rows = _rows(cursor, f"""
-        select provider, client_id, cost_status, count(*), min(usage_date), max(usage_date)
-        from marts.fct_usage_events
-        where cost_status <> 'settled' and occurred_at < %(as_of)s and {IN_SCOPE}
+        select provider, client_id, cost_status, sum(events), min(usage_date), max(usage_date)
+        from marts.fct_daily_usage
+        cross join lateral (values ('pending', pending_events), ('expired', expired_events))
+            as unpriced(cost_status, events)
+        where events > 0 and usage_date <= %(end)s and {IN_SCOPE}
         group by provider, client_id, cost_status
         order by provider, client_id, cost_status""", params)
     return [PendingPrices(provider, client_id, status, int(events), first, last)
