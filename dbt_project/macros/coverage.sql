@@ -39,7 +39,7 @@
         when {{ theirs }} is null or {{ ours }} is null then null
         when {{ theirs }} = 0 and {{ ours }} = 0 then 1::numeric
         when {{ theirs }} = 0 then null
-        else round({{ ours }}::numeric / {{ theirs }}, 6)
+        else trim_scale(round({{ ours }}::numeric / {{ theirs }}, 6))
     end)
 {%- endmacro %}
 

@@ -17,6 +17,7 @@
 
    settled: the provider's figure is final for the day (its as_of past the day's end) and nothing in it is
    pending a price; otherwise unsettled_reason says why. #}
+{{ config(materialized='view') }}
 
 {% set as_of_day = anomaly_as_of_day() %}
 
