@@ -57,8 +57,21 @@ def test_runs_succeed_and_materialize_every_asset(pipeline):
     from dagster_project.definitions import defs
 
     materialized = {event.asset_key for event in pipeline["first"].get_asset_materialization_events()}
-    expected = set(defs.resolve_asset_graph().materializable_asset_keys) - {AssetKey("usage_retention")}
-    assert materialized == expected  # retention runs on its own schedule
+    jobs = [defs.resolve_job_def(name) for name in ("collect_usage", "build_models")]
+    expected = {key for job in jobs for key in job.asset_layer.executable_asset_keys}
+    assert AssetKey(["marts", "fct_daily_usage"]) in expected
+    assert materialized == expected  # retention and reports run on their own schedules
+
+
+def test_every_dbt_test_reports_as_an_asset_check_never_an_observation(pipeline):
+    manifest = json.loads(Path(dbt_project.manifest_path).read_text())
+    data_tests = {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "test"}
+    build = pipeline["first"].build
+    evaluated = {evaluation.check_name for evaluation in build.get_asset_check_evaluations()}
+    assert data_tests and data_tests <= evaluated, sorted(data_tests - evaluated)
+    observed = [event for event in build.all_events if event.is_asset_observation
+                and "skipped" not in event.asset_observation_data.asset_observation.metadata]
+    assert observed == []
 
 
 def test_canonical_totals_equal_what_the_sandbox_generated(pipeline):
