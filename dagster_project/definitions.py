@@ -6,6 +6,7 @@ from dagster_dlt import DagsterDltResource
 
 from dagster_project.alerts import alerts_sensor
 from dagster_project.checks import anomalies_check, collection_checks, coverage_check, prices_settle
+from dagster_project.exports import export_assets, export_cycles_job, exports_after_rollup_sensor
 from dagster_project.ingestion import collector_quarantine_assets, raw_assets
 from dagster_project.jobs import (
     build_after_collection_sensor,
@@ -22,11 +23,12 @@ from dagster_project.webhooks import webhook_deliveries_sensor, webhook_landing_
 
 defs = Definitions(
     assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention,
-            usage_report],
+            usage_report, *export_assets],
     asset_checks=[*collection_checks, prices_settle, coverage_check, anomalies_check],
-    jobs=[collect_usage_job, build_models_job, retention_job, usage_report_job],
+    jobs=[collect_usage_job, build_models_job, retention_job, usage_report_job, export_cycles_job],
     schedules=[collect_usage_schedule, daily_rollup_schedule, retention_schedule],
-    sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor, report_after_rollup_sensor],
+    sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor, report_after_rollup_sensor,
+             exports_after_rollup_sensor],
     resources={
         "dlt": DagsterDltResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
