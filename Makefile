@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill retention report webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api stop clean
+.PHONY: install manifest demo dev backfill retention report export docs bi-role webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api stop clean
 
 install: $(STAMP)
 
@@ -37,6 +37,16 @@ retention: $(STAMP)  ## purge detailed events of closed, reconciled cycles older
 
 report: $(STAMP)  ## the usage report as static HTML, agency + one page per client (REPORT_DIR=dir AS_OF=2026-03-16T00:00Z)
 	$(BIN)/python -m cli.report $(if $(REPORT_DIR),--out $(REPORT_DIR)) $(if $(AS_OF),--as-of $(AS_OF))
+
+export: $(STAMP)  ## each client's cycle statement (CSV + JSON) and FOCUS 1.2 file: make export CYCLE=2026-03 (or a cycle id; EXPORT_DIR=dir)
+	@test -n "$(CYCLE)" || { echo "CYCLE is required: make export CYCLE=YYYY-MM (or a cycle id)" >&2; exit 2; }
+	$(BIN)/python -m cli.export --cycle $(CYCLE) $(if $(EXPORT_DIR),--out $(EXPORT_DIR))
+
+docs: $(STAMP)  ## dbt docs offline: open dbt_project/target/docs/static_index.html (SERVE=1: dbt docs serve, 127.0.0.1:8080)
+	$(BIN)/python -m cli.docs $(if $(SERVE),--serve)
+
+bi-role: $(STAMP)  ## the read-only BI login, SELECT on marts and reporting only: BILLING_USAGE_BI_PASSWORD=... make bi-role
+	$(BIN)/python -m cli.bi_role
 
 webhooks: $(STAMP)  ## the webhook receiver on 127.0.0.1:8000 (BILLING_USAGE_WEBHOOKS_PORT)
 	$(BIN)/python -m cli.webhooks
