@@ -31,7 +31,15 @@ from billing_usage.settings import utc_now
 from reporting_api import params, queries, schemas, statements
 from reporting_api.db import ConnectionPool
 from reporting_api.problems import PROBLEM_MEDIA_TYPE, UNAUTHORIZED, Problem, invalid, not_found
-from reporting_api.render import csv_lines, csv_response, json_response, plain, strong_etag, weak_etag
+from reporting_api.render import (
+    cell,
+    csv_chunks,
+    csv_response,
+    json_response,
+    plain,
+    strong_etag,
+    weak_etag,
+)
 from reporting_api.tokens import Principal, verify
 from reporting_api.usage import UsageQuery, usage_sql
 
@@ -182,19 +190,11 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
         connection = pool.acquire()
         broken = False
         try:
-            refreshed = refreshed_at(connection.cursor())
+            refreshed = cell(refreshed_at(connection.cursor()))
             rows = connection.cursor(name="usage_csv")
-            rows.itersize = 5000
-            sql, values = usage_sql(query)
+            sql, values = usage_sql(query, text_figures=True)
             rows.execute(sql, values)
-            columns: list[str] = []
-
-            def shaped() -> Iterator[dict]:
-                for row in rows:
-                    columns[:] = columns or [description[0] for description in rows.description]
-                    yield {**_usage_row(dict(zip(columns, row, strict=True)), query), "data_refreshed_at": refreshed}
-
-            yield from csv_lines([*query.columns, "data_refreshed_at"], shaped())
+            yield from csv_chunks([*query.columns, "data_refreshed_at"], _usage_cells(rows, query, refreshed))
         except psycopg2.OperationalError:
             broken = True
             raise
@@ -263,19 +263,31 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             found_client = queries.client(cursor, principal, client_id)
             if found_client is None:
                 raise not_found("client")
-            refreshed = refreshed_at(cursor)
             found_cycle = statements.cycle(cursor, client_id, cycle_id, now())
             if found_cycle is None:
                 raise not_found("cycle")
-            document = statements.statement(cursor, found_client, found_cycle)
-            document["data_refreshed_at"] = refreshed
+            document = statements.statement(cursor, found_client, found_cycle, principal.is_agency)
+            # the freshness of the statement's providers, else of them all
+            refreshed = found_cycle["data_refreshed_at"] or refreshed_at(cursor)
             if output == "csv":
-                body = b"".join(csv_lines(statements.CSV_COLUMNS, statements.csv_rows(document)))
+                body = b"".join(csv_chunks(statements.CSV_COLUMNS, statements.csv_rows(document, refreshed)))
                 return csv_response(request, strong_etag(body), plain(refreshed), iter([body]),
                                     f"statement_{client_id}_{found_cycle['local_start_date']}.csv")
-            return json_response(request, statements.as_json(document))
+            return json_response(request, statements.as_json(document, refreshed))
 
     return app
+
+
+def _usage_cells(rows, query: UsageQuery, refreshed: str) -> Iterator[list]:
+    """CSV fields of the rows (selected in query.columns order): the same text as the JSON values."""
+    windows: dict[tuple, list[str]] = {}
+    while batch := rows.fetchmany(5000):
+        for window_start, window_end, *values in batch:
+            bounds = windows.get((window_start, window_end))
+            if bounds is None:
+                bounds = windows[(window_start, window_end)] = [window_start.astimezone(query.zone).isoformat(),
+                                                                window_end.astimezone(query.zone).isoformat()]
+            yield [*bounds, *values, refreshed]  # the csv module writes None as an empty field
 
 
 def _usage_row(row: dict, query: UsageQuery) -> dict:

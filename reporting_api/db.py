@@ -14,6 +14,7 @@ import psycopg2.extensions
 from reporting_api.problems import Problem
 
 STATEMENT_TIMEOUT_MS = 60_000
+WORK_MEM = "64MB"  # aggregates and sorts of a 90-day query stay in memory
 
 
 class ConnectionPool:
@@ -23,7 +24,7 @@ class ConnectionPool:
         self._slots = threading.BoundedSemaphore(size)
 
     def _open(self):
-        connection = self._connect(options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        connection = self._connect(options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c work_mem={WORK_MEM}",
                                    application_name="billing_usage_api")
         connection.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         return connection

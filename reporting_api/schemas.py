@@ -77,19 +77,22 @@ class ClientList(BaseModel):
 class Cycle(BaseModel):
     id: str
     client_id: str
-    start: str
-    end: str
+    start: str = Field(description="Inclusive, RFC 3339 (UTC).")
+    end: str = Field(description="Exclusive.")
     local_start_date: str
-    local_end_date: str
+    local_end_date: str = Field(description="The next cycle's first local day (exclusive).")
     billing_timezone: str
-    status: str = Field(description="open | settling | closed")
+    status: str = Field(description="open | settling | closed: open while any provider is, then settling while any "
+                                    "is (grace period, pending prices), closed once all are.")
     status_reason: str | None
-    usage_cost_usd: Money
+    usage_cost_usd: Money = Field(description="Settled cost of the cycle's own usage.")
     adjustments_cost_usd: Money = Field(description="Corrections of closed cycles billed into this one.")
-    total_cost_usd: Money
+    total_cost_usd: Money = Field(description="usage_cost_usd + adjustments_cost_usd.")
     event_count: int
-    pending_events: int
+    pending_events: int = Field(description="Events still waiting for a price (not in the costs).")
     expired_events: int
+    coverage_status: str = Field(description="Worst of the providers: ok | not_yet_comparable | warn | error, "
+                                             "not_measured without coverage rows.")
 
 
 class CycleList(BaseModel):
@@ -101,16 +104,24 @@ class CycleList(BaseModel):
 
 
 class StatementLine(BaseModel):
+    """One provider x metric of the cycle (reporting.rpt_cycle_statements)."""
     provider: str
     metric: str
-    unit: str
+    unit: str | None
     quantity: Money
     cost_usd: Money
     event_count: int
     pending_events: int
     expired_events: int
+    adjustment_count: int
+    adjustment_quantity: Money
+    adjustment_cost_usd: Money
+    total_cost_usd: Money
     status: str
     status_reason: str | None
+    closed_at: str | None
+    coverage_status: str
+    coverage_reason: str | None
 
 
 class Adjustment(BaseModel):
@@ -126,8 +137,11 @@ class Adjustment(BaseModel):
 
 
 class CoverageFinding(BaseModel):
+    """A coverage check of the cycle's days that is not ok (marts.fct_coverage_daily)."""
     provider: str
     account: str | None
+    client_id: str | None = Field(description="null: an account several clients share (a client token does not "
+                                               "see its figures).")
     usage_date: str
     category: str | None
     measure: str | None
@@ -139,10 +153,9 @@ class CoverageFinding(BaseModel):
 
 
 class Coverage(BaseModel):
-    status: str = Field(description="Worst of the cycle's days: ok | not_yet_comparable | warn | error "
-                                    "(unavailable before the coverage model is built).")
-    checked_days: int
-    findings: list[CoverageFinding] = Field(description="The checks that are not ok.")
+    status: str = Field(description="Worst of the cycle's providers: ok | not_yet_comparable | warn | error, "
+                                    "not_measured without coverage rows.")
+    findings: list[CoverageFinding] = Field(description="The checks of the cycle's days that are not ok.")
 
 
 class StatementTotals(BaseModel):
@@ -156,9 +169,11 @@ class StatementTotals(BaseModel):
 
 class Statement(BaseModel):
     object: str = "statement"
+    id: str = Field(description="The cycle's id.")
     client: Client
     cycle: Cycle
     status: str
+    status_reason: str | None
     currency: str = "USD"
     lines: list[StatementLine]
     adjustments: list[Adjustment]

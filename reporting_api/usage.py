@@ -7,8 +7,9 @@ and the windows add up to the events of [from, to) to the cent.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from reporting_api.windows import split_days, window_edges
@@ -16,6 +17,7 @@ from reporting_api.windows import split_days, window_edges
 GROUPS = ("client", "agent", "provider", "metric")  # canonical order of the group columns
 GROUP_COLUMNS = {"client": "client_id", "agent": "agent_id", "provider": "provider", "metric": "metric"}
 FIGURES = ("quantity", "cost_usd", "event_count", "pending_events", "expired_events")
+TEXT_FIGURES = ("quantity", "cost_usd")
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,17 @@ _DAILY_FIGURES = "quantity, cost_usd, event_count, pending_events, expired_event
 def _calendar_sql(query: UsageQuery, parameters: dict) -> str:
     edges = window_edges(query.start, query.end, query.window_size, query.zone)
     whole_days, partial_days = split_days(edges)
-    parameters.update(edges=edges, whole_days=whole_days, partial_days=partial_days)
+    # the window of each whole day, found here once rather than per row
+    whole_windows = [bisect_right(edges, datetime.combine(day, time(0), tzinfo=UTC)) for day in whole_days]
+    parameters.update(edges=edges, whole_days=whole_days, whole_windows=whole_windows, partial_days=partial_days)
     client = "and {alias}.client_id = %(client_id)s" if query.client_id is not None else ""
     return f"""
     with parts as (
-        select width_bucket(daily.usage_date::timestamp at time zone 'UTC', %(edges)s::timestamptz[]) as window_index,
-               {_dimensions(query, 'daily')}{_DAILY_FIGURES}
+        select whole.window_index, {_dimensions(query, 'daily')}{_DAILY_FIGURES}
         from marts.fct_daily_usage as daily
-        where daily.usage_date = any(%(whole_days)s::date[]) {client.format(alias='daily')}
+        inner join unnest(%(whole_days)s::date[], %(whole_windows)s::int[]) as whole (usage_date, window_index)
+            on whole.usage_date = daily.usage_date
+        where true {client.format(alias='daily')}
         union all
         select width_bucket(events.occurred_at, %(edges)s::timestamptz[]) as window_index,
                {_dimensions(query, 'events')}{_EVENT_FIGURES}
@@ -136,19 +141,24 @@ def _cycle_sql(query: UsageQuery, parameters: dict) -> str:
     group by window_start, window_end, cycle_id{_group_list(query)}"""
 
 
-def usage_sql(query: UsageQuery) -> tuple[str, dict]:
-    """The rows of `query` in keyset order (window_start, then the group columns), after `query.after`."""
+def usage_sql(query: UsageQuery, text_figures: bool = False) -> tuple[str, dict]:
+    """The rows of `query` (query.columns) in keyset order (window_start, then the group columns), after
+    `query.after`. text_figures: quantities and costs as PostgreSQL writes numerics (plain notation, their own
+    scale: the text the JSON carries), for CSV."""
     parameters: dict = {"start": query.start, "end": query.end, "client_id": query.client_id}
     if query.after is not None and query.window_size != "cycle":
         # windows before the position are past: start there (it is a window edge, so edges stay the same)
         query = replace(query, start=max(query.start, query.after[0]))
         parameters["start"] = query.start
     rows = _cycle_sql(query, parameters) if query.window_size == "cycle" else _calendar_sql(query, parameters)
-    key = ["window_start", *query.key_columns]
+    # byte order ("C"): fast, and the same on every server, for the sort and the keyset comparison alike
+    key = ["window_start", *(f'{column} collate "C"' for column in query.key_columns)]
     where = ""
     if query.after is not None:
         parameters.update({f"after_{n}": value for n, value in enumerate(query.after)})
         where = f"where ({', '.join(key)}) > ({', '.join(f'%(after_{n})s' for n in range(len(key)))})"
     limit = "limit %(limit)s" if query.limit is not None else ""
     parameters["limit"] = query.limit
-    return f"select * from ({rows}\n) as usage_rows {where} order by {', '.join(key)} {limit}", parameters
+    columns = [f"{column}::text" if text_figures and column in TEXT_FIGURES else column for column in query.columns]
+    return (f"select {', '.join(columns)} from ({rows}\n) as usage_rows {where} order by {', '.join(key)} "
+            f"{limit}", parameters)
