@@ -74,24 +74,47 @@ provider_status as (
 
 ),
 
+stated_cycles as (
+
+    select * from {{ ref('dim_billing_cycles') }}
+    where cycle_id in (select cycle_id from lines)
+
+),
+
+coverage_days as (
+
+    {# on the UTC days that overlap the cycle: the client's own coverage rows ... #}
+    select cycles.cycle_id, coverage.provider, coverage.status, coverage.usage_date, coverage.category,
+           coverage.measure, coverage.reason
+    from stated_cycles as cycles
+    inner join {{ ref('fct_coverage_daily') }} as coverage
+        on coverage.client_id = cycles.client_id
+        and (coverage.usage_date::timestamp at time zone 'UTC') < cycles.cycle_end
+        and ((coverage.usage_date + 1)::timestamp at time zone 'UTC') > cycles.cycle_start
+
+    union all
+
+    {# ... and those of accounts shared by several clients #}
+    select cycles.cycle_id, coverage.provider, coverage.status, coverage.usage_date, coverage.category,
+           coverage.measure, coverage.reason
+    from stated_cycles as cycles
+    inner join {{ ref('fct_coverage_daily') }} as coverage
+        on coverage.client_id is null
+        and (coverage.usage_date::timestamp at time zone 'UTC') < cycles.cycle_end
+        and ((coverage.usage_date + 1)::timestamp at time zone 'UTC') > cycles.cycle_start
+
+),
+
 coverage_ranked as (
 
     select
-        cycles.cycle_id,
-        coverage.provider,
-        coverage.status,
-        coverage.usage_date::text || ' ' || coverage.category || '/' || coverage.measure
-            || coalesce(': ' || coverage.reason, '') as detail,
-        case coverage.status when 'error' then 4 when 'warn' then 3 when 'not_yet_comparable' then 2 else 1 end
-            as severity,
-        coverage.usage_date
-    from {{ ref('dim_billing_cycles') }} as cycles
-    inner join {{ ref('fct_coverage_daily') }} as coverage
-        on (coverage.client_id = cycles.client_id or coverage.client_id is null)
-        -- the UTC days that overlap the cycle
-        and (coverage.usage_date::timestamp at time zone 'UTC') < cycles.cycle_end
-        and ((coverage.usage_date + 1)::timestamp at time zone 'UTC') > cycles.cycle_start
-    where cycles.cycle_id in (select cycle_id from lines)
+        cycle_id,
+        provider,
+        status,
+        usage_date::text || ' ' || category || '/' || measure || coalesce(': ' || reason, '') as detail,
+        case status when 'error' then 4 when 'warn' then 3 when 'not_yet_comparable' then 2 else 1 end as severity,
+        usage_date
+    from coverage_days
 
 ),
 
