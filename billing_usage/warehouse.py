@@ -5,39 +5,49 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import psycopg2
 
 from billing_usage.settings import DATABASE_URL_ENV, Settings, SettingsError, get_settings
 
 _READY_MARKER = ".billing_usage_ready"
+# libpq's TLS settings, kept from the URL's query (a managed server: ?sslmode=verify-full&sslrootcert=...)
+# and passed to every client: psycopg2, dlt (in the URL) and dbt (profiles.yml).
+TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 
 
 @dataclass(frozen=True)
 class Warehouse:
-    """Connection settings of one PostgreSQL database; `host` may be a Unix socket directory."""
+    """Connection settings of one PostgreSQL database; `host` may be a Unix socket directory; `tls` holds
+    the TLS parameters of TLS_PARAMETERS that the URL set, as (name, value) pairs."""
 
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)
     database: str
+    tls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_url(cls, url: str) -> Warehouse:
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError(f"{DATABASE_URL_ENV} must be a postgresql:// URL, got scheme {parts.scheme!r}")
-        query_host = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(query) - {"host", *TLS_PARAMETERS})
+        if unknown:
+            raise ValueError(f"{DATABASE_URL_ENV}: unsupported parameter(s) {', '.join(unknown)}; "
+                             f"supported: host, {', '.join(TLS_PARAMETERS)}")
         return cls(
-            host=unquote(parts.hostname or "") or unquote(query_host or "") or "127.0.0.1",
+            host=unquote(parts.hostname or "") or query.get("host") or "127.0.0.1",
             port=parts.port or 5432,
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
             database=(parts.path or "/postgres").lstrip("/") or "postgres",
+            tls=tuple((name, query[name]) for name in TLS_PARAMETERS if query.get(name)),
         )
 
     @property
@@ -45,7 +55,10 @@ class Warehouse:
         """A URL every client here accepts (dlt needs the socket directory in the host part)."""
         # An explicit (possibly empty) password: dlt refuses credentials without one.
         auth = quote(self.user, safe="") + ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{quote(self.host, safe='')}:{self.port}/{self.database}"
+        return f"postgresql://{auth}@{quote(self.host, safe='')}:{self.port}/{self.database}{self._tls_query('?')}"
+
+    def _tls_query(self, separator: str) -> str:
+        return separator + urlencode(self.tls) if self.tls else ""
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -53,7 +66,7 @@ class Warehouse:
         if not self.host.startswith("/"):
             return self.url
         auth = quote(self.user, safe="") + ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@:{self.port}/{self.database}?host={quote(self.host)}"
+        return f"postgresql://{auth}@:{self.port}/{self.database}?host={quote(self.host)}{self._tls_query('&')}"
 
     @property
     def display_url(self) -> str:
@@ -69,7 +82,7 @@ class Warehouse:
 
     def connect(self, **options):
         return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
-                                dbname=self.database, **options)
+                                dbname=self.database, **dict(self.tls), **options)
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for dbt_project/profiles.yml."""
@@ -79,6 +92,8 @@ class Warehouse:
             "BILLING_USAGE_PGUSER": self.user,
             "DBT_ENV_SECRET_BILLING_USAGE_PGPASSWORD": self.password,
             "BILLING_USAGE_PGDATABASE": self.database,
+            # always set, empty when unused: a process that ran against a TLS warehouse before keeps no stale value
+            **{f"BILLING_USAGE_PG{name.upper()}": dict(self.tls).get(name, "") for name in TLS_PARAMETERS},
         }
 
 

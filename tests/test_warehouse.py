@@ -26,7 +26,9 @@ def test_url_round_trip_with_socket_directory_and_password():
 def test_dbt_env_carries_every_connection_setting():
     env = Warehouse("db", 6543, "svc", "secret", "wh").dbt_env()
     assert env == {"BILLING_USAGE_PGHOST": "db", "BILLING_USAGE_PGPORT": "6543", "BILLING_USAGE_PGUSER": "svc",
-                   "DBT_ENV_SECRET_BILLING_USAGE_PGPASSWORD": "secret", "BILLING_USAGE_PGDATABASE": "wh"}
+                   "DBT_ENV_SECRET_BILLING_USAGE_PGPASSWORD": "secret", "BILLING_USAGE_PGDATABASE": "wh",
+                   "BILLING_USAGE_PGSSLMODE": "", "BILLING_USAGE_PGSSLROOTCERT": "", "BILLING_USAGE_PGSSLCERT": "",
+                   "BILLING_USAGE_PGSSLKEY": ""}
 
 
 def test_rejects_non_postgres_urls():
