@@ -215,7 +215,11 @@ def test_a_run_killed_at_any_point_loses_and_duplicates_nothing(sandbox_server, 
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     requests.delete(f"{sandbox_server.base_url}/_sandbox/faults", timeout=5)
-    _pipeline(warehouse, "twilio", pipelines_dir).run(_twilio(sandbox_server))
+    # The next run starts in a working folder of its own, as every Dagster run does (ingestion.py): the
+    # killed run's half-loaded package is abandoned, state comes from the warehouse, and merge keys
+    # absorb what the killed run committed. (Resuming a package in place can replay a load job into
+    # staging tables that were not truncated again: dlt-hub/dlt#3023.)
+    _pipeline(warehouse, "twilio", f"{pipelines_dir}_next").run(_twilio(sandbox_server))
     for table, kind in (("calls", "twilio_calls"), ("messages", "twilio_messages")):
         expected = _generated(SMALL, kind)
         assert _scalar(warehouse, f"select count(*) from raw_twilio.{table}") == len(expected)
