@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill retention report export docs bi-role webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api stop clean
+.PHONY: install manifest demo dev backfill retention report export docs bi-role webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api bench-webhook-latency prod stop clean
 
 install: $(STAMP)
 
@@ -77,6 +77,12 @@ bench-incremental: $(MANIFEST)  ## fct_usage_events: full refresh against increm
 
 bench-api: $(MANIFEST)  ## reporting API latency (p50/p95) on a generated warehouse of 10 M events
 	$(BIN)/python -m benchmarks.api
+
+bench-webhook-latency: $(MANIFEST)  ## webhook -> fct_daily_usage latency (p50/p95) at 100 signed deliveries/s; DURATION=60 shortens it
+	$(BIN)/python -m benchmarks.webhook_latency $(if $(DURATION),--seconds $(DURATION))
+
+prod: $(MANIFEST)  ## the production layout on one machine: code server, daemon, webserver on DAGSTER_POSTGRES_URL (docs/production.md)
+	$(BIN)/python -m cli.production
 
 stop:  ## stop the background sandbox and the embedded PostgreSQL
 	-$(BIN)/python -m cli.local_env stop
