@@ -7,7 +7,7 @@ coverage ERROR blocks a statement: it is not written, the step logs why, and the
 statements_not_blocked fails (ERROR) with the count and the reasons.
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 from dagster import (
     AssetCheckResult,
@@ -15,27 +15,18 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    DagsterRunStatus,
-    DefaultSensorStatus,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    RunsFilter,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
     asset,
     define_asset_job,
-    sensor,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from billing_usage.exports import ExportError, default_exports_dir, export_cycles, read_cycles
 from billing_usage.exports.files import blocked_cycle_ids
 from billing_usage.settings import utc_now
-from dagster_project.jobs import RANGE_TAGS, build_models_job
-from dagster_project.partitions import daily_partitions, single_run, today_partition_key
+from dagster_project.jobs import after_rollup_sensor
+from dagster_project.partitions import daily_partitions, single_run
 from dagster_project.policies import OWNERS
 from dagster_project.resources import WarehouseResource
 
@@ -116,32 +107,5 @@ export_cycles_job = define_asset_job(
     description="Write the cycle statements and FOCUS files of the cycles the partitions' days touch.")
 
 
-@sensor(job=export_cycles_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="Each successful build_models run of completed UTC days (the daily rollup, a backfill) is "
-                    "followed by the exports of the same days; the regular runs of today are not.")
-def exports_after_rollup_sensor(context: SensorEvaluationContext):
-    since = datetime.fromtimestamp(float(context.cursor), UTC) if context.cursor else None
-    records = context.instance.get_run_records(
-        filters=RunsFilter(job_name=build_models_job.name, updated_after=since, statuses=[DagsterRunStatus.SUCCESS]),
-        order_by="update_timestamp", ascending=True, limit=100)
-    if not records:
-        return SkipReason("no model build finished since the last evaluation")
-    today = today_partition_key()
-    requests = [request for record in records if (request := export_request(record.dagster_run, today))]
-    return SensorResult(run_requests=requests, cursor=str(records[-1].update_timestamp.timestamp()))
-
-
-def export_request(build_run, today: str) -> RunRequest | None:
-    """The exports of the build's days up to yesterday; None for a build of today alone."""
-    tags = build_run.tags
-    run_key = f"exports-after-{build_run.run_id}"
-    if PARTITION_NAME_TAG in tags:
-        day = tags[PARTITION_NAME_TAG]
-        return RunRequest(run_key=run_key, partition_key=day) if day < today else None
-    if all(tag in tags for tag in RANGE_TAGS):
-        first, last = (tags[tag] for tag in RANGE_TAGS)
-        if first >= today:
-            return None
-        last = min(last, (date.fromisoformat(today) - timedelta(days=1)).isoformat())
-        return RunRequest(run_key=run_key, tags={RANGE_TAGS[0]: first, RANGE_TAGS[1]: last})
-    return None
+exports_after_rollup_sensor = after_rollup_sensor(export_cycles_job, "exports_after_rollup_sensor", "the exports",
+                                                  run_key_prefix="exports-after")

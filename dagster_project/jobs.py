@@ -2,7 +2,7 @@
 one provider's outage never stops the others from reaching the marts: every finished collection run,
 failed or not, is followed by a build of the same partitions."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
     AssetSelection,
@@ -27,7 +27,7 @@ from dagster._core.storage.tags import (
 
 from dagster_project.checks import anomalies_check, collection_checks, coverage_check, prices_settle
 from dagster_project.ingestion import raw_assets
-from dagster_project.partitions import daily_partitions
+from dagster_project.partitions import daily_partitions, today_partition_key
 from dagster_project.transformation import billing_dbt_models
 
 collect_usage_job = define_asset_job(
@@ -89,3 +89,42 @@ def _same_partitions(collection_run) -> RunRequest:
     if PARTITION_NAME_TAG in tags:
         return RunRequest(run_key=run_key, partition_key=tags[PARTITION_NAME_TAG])
     return RunRequest(run_key=run_key, tags={tag: tags[tag] for tag in RANGE_TAGS if tag in tags})
+
+
+def completed_days_request(build_run, today: str, run_key_prefix: str) -> RunRequest | None:
+    """A run of the build's days up to yesterday; None for a build of today alone."""
+    tags = build_run.tags
+    run_key = f"{run_key_prefix}-{build_run.run_id}"
+    if PARTITION_NAME_TAG in tags:
+        day = tags[PARTITION_NAME_TAG]
+        return RunRequest(run_key=run_key, partition_key=day) if day < today else None
+    if all(tag in tags for tag in RANGE_TAGS):
+        first, last = (tags[tag] for tag in RANGE_TAGS)
+        if first >= today:
+            return None
+        last = min(last, (date.fromisoformat(today) - timedelta(days=1)).isoformat())
+        return RunRequest(run_key=run_key, tags={RANGE_TAGS[0]: first, RANGE_TAGS[1]: last})
+    return None
+
+
+def after_rollup_sensor(job, name: str, what: str, run_key_prefix: str):
+    """A sensor that follows each successful build_models run of completed UTC days (the daily rollup, a
+    backfill) with `job` on the same days; the regular runs of today are not followed."""
+
+    @sensor(name=name, job=job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+            description=f"Each successful build_models run of completed UTC days (the daily rollup, a backfill) is "
+                        f"followed by {what} of the same days; the regular runs of today are not.")
+    def follow_rollups(context: SensorEvaluationContext):
+        since = datetime.fromtimestamp(float(context.cursor), UTC) if context.cursor else None
+        records = context.instance.get_run_records(
+            filters=RunsFilter(job_name=build_models_job.name, updated_after=since,
+                               statuses=[DagsterRunStatus.SUCCESS]),
+            order_by="update_timestamp", ascending=True, limit=100)
+        if not records:
+            return SkipReason("no model build finished since the last evaluation")
+        today = today_partition_key()
+        requests = [request for record in records
+                    if (request := completed_days_request(record.dagster_run, today, run_key_prefix))]
+        return SensorResult(run_requests=requests, cursor=str(records[-1].update_timestamp.timestamp()))
+
+    return follow_rollups

@@ -6,24 +6,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    DagsterRunStatus,
-    DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    RunsFilter,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
     asset,
     define_asset_job,
-    sensor,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from billing_usage.settings import utc_now
-from dagster_project.jobs import RANGE_TAGS, build_models_job
-from dagster_project.partitions import daily_partitions, single_run, today_partition_key
+from dagster_project.jobs import after_rollup_sensor
+from dagster_project.partitions import daily_partitions, single_run
 from dagster_project.policies import OWNERS
 from dagster_project.resources import WarehouseResource
 from usage_report import default_report_dir, write_reports
@@ -71,32 +62,5 @@ usage_report_job = define_asset_job("write_usage_report", selection=[usage_repor
                                     description="Write the usage report of the partitions' days.")
 
 
-@sensor(job=usage_report_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="Each successful build_models run of completed UTC days (the daily rollup, a backfill) is "
-                    "followed by the usage report of the same days; the regular runs of today are not.")
-def report_after_rollup_sensor(context: SensorEvaluationContext):
-    since = datetime.fromtimestamp(float(context.cursor), UTC) if context.cursor else None
-    records = context.instance.get_run_records(
-        filters=RunsFilter(job_name=build_models_job.name, updated_after=since, statuses=[DagsterRunStatus.SUCCESS]),
-        order_by="update_timestamp", ascending=True, limit=100)
-    if not records:
-        return SkipReason("no model build finished since the last evaluation")
-    today = today_partition_key()
-    requests = [request for record in records if (request := _report_request(record.dagster_run, today))]
-    return SensorResult(run_requests=requests, cursor=str(records[-1].update_timestamp.timestamp()))
-
-
-def _report_request(build_run, today: str) -> RunRequest | None:
-    """The report of the build's days, up to yesterday; None for a build of today alone."""
-    tags = build_run.tags
-    run_key = f"report-after-{build_run.run_id}"
-    if PARTITION_NAME_TAG in tags:
-        day = tags[PARTITION_NAME_TAG]
-        return RunRequest(run_key=run_key, partition_key=day) if day < today else None
-    if all(tag in tags for tag in RANGE_TAGS):
-        first, last = (tags[tag] for tag in RANGE_TAGS)
-        if first >= today:
-            return None
-        last = min(last, (date.fromisoformat(today) - timedelta(days=1)).isoformat())
-        return RunRequest(run_key=run_key, tags={RANGE_TAGS[0]: first, RANGE_TAGS[1]: last})
-    return None
+report_after_rollup_sensor = after_rollup_sensor(usage_report_job, "report_after_rollup_sensor", "the usage report",
+                                                 run_key_prefix="report-after")

@@ -23,7 +23,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from billing_usage.exports.focus import HEADER, validate_rows
 from billing_usage.exports.statements import LINE_FIELDS
 from billing_usage.settings import DATABASE_URL_ENV, NOW_ENV, PROJECT_ROOT
-from dagster_project.exports import export_request
+from dagster_project.jobs import completed_days_request
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
 from tests.conftest import SMALL, TEST_END_DATE, TEST_NOW, pipeline_environment, run_job, run_pipeline
@@ -314,9 +314,11 @@ def test_the_dagster_assets_export_the_cycles_of_a_completed_day(exported):
 def test_the_sensor_asks_for_completed_days_only():
     day = TEST_END_DATE.isoformat()
     today = (TEST_END_DATE + timedelta(days=1)).isoformat()
-    request = export_request(SimpleNamespace(run_id="r1", tags={PARTITION_NAME_TAG: day}), today)
+    past_day = SimpleNamespace(run_id="r1", tags={PARTITION_NAME_TAG: day})
+    request = completed_days_request(past_day, today, "exports-after")
     assert request.partition_key == day and request.run_key == "exports-after-r1"
-    assert export_request(SimpleNamespace(run_id="r2", tags={PARTITION_NAME_TAG: today}), today) is None
+    today_only = SimpleNamespace(run_id="r2", tags={PARTITION_NAME_TAG: today})
+    assert completed_days_request(today_only, today, "exports-after") is None
 
 
 def test_a_bad_cycle_argument_is_refused_by_name(exported):
