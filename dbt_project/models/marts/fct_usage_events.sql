@@ -3,7 +3,8 @@
    changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes,
    and rows of recomputed objects that are no longer billable (quarantined, or a metric gone) are
    deleted by the post-hook. cost_status says whether the provider's price has settled; a pending one
-   past var('pending_max_age_days') is expired (and recomputed once to say so). #}
+   past var('pending_max_age_days') is expired (and recomputed once to say so). The occurred_at index serves
+   the reporting API's time ranges; a post-hook creates it, so tables built before it get it too. #}
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
@@ -17,7 +18,8 @@
       {'columns': ['last_observed_at']},
     ],
     pre_hook="{{ pin_usage_event_watermarks() }}",
-    post_hook=["{{ delete_stale_usage_events() }}", "{{ advance_usage_event_watermarks() }}"],
+    post_hook=["{{ delete_stale_usage_events() }}", "{{ advance_usage_event_watermarks() }}",
+               "{{ ensure_index(this, 'occurred_at') }}"],
 ) }}
 
 with events as (

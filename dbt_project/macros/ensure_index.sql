@@ -1,0 +1,18 @@
+{# A post-hook creating a one-column index on `relation` unless one exists: existing tables get it on their next
+   build (a config index only comes with a new table), and a full refresh's new table too (the check is on the
+   column, not on a name the old table still holds). The name is PostgreSQL's. #}
+{% macro ensure_index(relation, column) %}
+do $$
+begin
+    if not exists (
+        select 1 from pg_index as index
+        inner join pg_attribute as attribute
+            on attribute.attrelid = index.indrelid and attribute.attnum = index.indkey[0]
+        where index.indrelid = '{{ relation.include(database=false) }}'::regclass
+          and index.indnatts = 1 and attribute.attname = '{{ column }}'
+    ) then
+        create index on {{ relation.include(database=false) }} ({{ column }});
+    end if;
+end
+$$
+{% endmacro %}
