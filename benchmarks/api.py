@@ -10,8 +10,9 @@ How the warehouse is made (a few minutes, on the same server as `make demo`, in 
    N events spread evenly over the days before --end, on every client, agent and provider x metric of the
    real events (retell, twilio, openrouter), quantities and costs varying per row, 0.1 % pending a price.
    Its indexes are dropped during the insert and created again from their own definitions;
-3. the aggregates are rebuilt by the real models: fct_daily_usage (full refresh), fct_cycle_usage and
-   fct_cycle_adjustments (emptied first, they are never fully refreshed), the reporting layer when present.
+3. the aggregates are rebuilt by the real models: fct_daily_usage and fct_hourly_usage (full refresh),
+   fct_cycle_usage and fct_cycle_adjustments (emptied first, they are never fully refreshed), the reporting
+   layer.
 
 Then the API is served by uvicorn in a subprocess, as `make api` serves it, and each scenario is requested
 --runs times over HTTP with an agency token (after two warm-up requests); p50 and p95 are printed with
@@ -48,6 +49,7 @@ from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source
 from reporting_api.tokens import create_token
 from reporting_api.usage import UsageQuery, usage_sql
+from reporting_api.usage import windows as usage_windows
 from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
@@ -136,7 +138,9 @@ def generate_events(warehouse: Warehouse, events: int, start: datetime, days: in
                picked.client_id || '_agent_' || lpad(picked.agent_number::text, 2, '0'), 'attributed',
                'bench_' || n, null, array['poll'], picked.occurred_at + interval '2 minutes',
                picked.occurred_at + interval '2 minutes', picked.occurred_at + interval '2 minutes', '{{}}'::jsonb,
-               case when {pending} then 'pending' else 'settled' end
+               case when not {pending} then 'settled'
+                    when picked.occurred_at > %(start)s::timestamptz + interval '{days - 35} days' then 'pending'
+                    else 'expired' end  -- pending_max_age_days
         from generate_series(0::bigint, {events - 1}) as n
         cross join lateral (
             select %(start)s::timestamptz + n * ({days} * 86400.0 / {events}) * interval '1 second' as occurred_at,
@@ -156,12 +160,12 @@ def generate_events(warehouse: Warehouse, events: int, start: datetime, days: in
 
 def rebuild_aggregates(warehouse: Warehouse, as_of: datetime) -> None:
     _execute(warehouse, "truncate marts.fct_cycle_usage, marts.fct_cycle_usage_by_agent, marts.fct_cycle_adjustments")
-    _dbt(warehouse, as_of, "run", "--select", "fct_daily_usage", "--full-refresh")
+    _dbt(warehouse, as_of, "run", "--select", "fct_daily_usage", "fct_hourly_usage", "--full-refresh")
     _dbt(warehouse, as_of, "run", "--select", "fct_cycle_usage", "fct_cycle_usage_by_agent", "fct_cycle_adjustments")
     reporting = _execute(warehouse, "select to_regclass('reporting.rpt_cycle_statements') is not null")[0][0]
     if reporting:
         _dbt(warehouse, as_of, "run", "--select", "models/reporting")
-    _execute(warehouse, "analyze marts.fct_daily_usage")
+    _execute(warehouse, "analyze marts.fct_daily_usage; analyze marts.fct_hourly_usage")
 
 
 def _free_port() -> int:
@@ -290,9 +294,9 @@ def main() -> int:
             print(f"    GET {url}", flush=True)
         slowest = max((name for name in results if name in queries),
                       key=lambda name: _percentile(results[name][0], 0.95))
-        sql, values = usage_sql(queries[slowest])
         connection = warehouse.connect()
         with connection.cursor() as cursor:
+            sql, values = usage_sql(queries[slowest], usage_windows(cursor, queries[slowest]))
             cursor.execute("explain (analyze, buffers, costs off) " + sql, values)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         connection.close()

@@ -42,6 +42,7 @@ from reporting_api.render import (
 )
 from reporting_api.tokens import Principal, verify
 from reporting_api.usage import UsageQuery, usage_sql
+from reporting_api.usage import windows as usage_windows
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,23 @@ LIST_PARAMETERS = ("limit", "starting_after")
 
 bearer = HTTPBearer(auto_error=False, description="A reporting API token: bu_<id>_<secret>.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+# Query parameters are declared as text for the OpenAPI document and read by reporting_api/params.py, after
+# the token is checked, so that each error names its parameter.
+From = Annotated[str | None, Query(alias="from", description="Start, inclusive: RFC 3339, or a date or a timestamp "
+                                   "without offset read in window_time_zone. Required.")]
+To = Annotated[str | None, Query(description="End, exclusive (same forms). Default: the end of the current day in "
+                                 "window_time_zone.")]
+WindowSize = Annotated[str | None, Query(description="hour | day | month | cycle (each client's billing cycles). "
+                                         "Default: one window, the whole range.")]
+WindowTimeZone = Annotated[str | None, Query(description="IANA zone the windows follow, DST included. Default UTC.")]
+GroupBy = Annotated[list[str] | None, Query(description="Any of client, agent, provider, metric; repeat the "
+                                            "parameter or separate with commas.")]
+ClientId = Annotated[str | None, Query(description="Only this client.")]
+UsageLimit = Annotated[str | None, Query(description="Rows per page, 1-1000 (default 100). CSV: every row unless "
+                                         "given.")]
+Limit = Annotated[str | None, Query(description="Rows per page, 1-1000 (default 100).")]
+StartingAfter = Annotated[str | None, Query(description="The id of the last row of the previous page.")]
+Format = Annotated[str | None, Query(description="json | csv (else the Accept header decides).")]
 
 
 def _where(exc: BaseException) -> str:
@@ -134,21 +152,15 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
     def usage(
         request: Request,
         credentials: Credentials,
-        from_: Annotated[str | None, Query(alias="from", description="Start, inclusive: RFC 3339, or a date "
-                                  "(local midnight in window_time_zone). Required.")] = None,
-        to: Annotated[str | None, Query(description="End, exclusive (same forms). Default: the end of the current "
-                                                    "day in window_time_zone.")] = None,
-        window_size: Annotated[str | None, Query(description="hour | day | month | cycle (each client's billing "
-                                        "cycles). Default: one window, the whole range.")] = None,
-        window_time_zone: Annotated[str | None, Query(description="IANA zone the windows follow, DST included. "
-                                             "Default UTC.")] = None,
-        group_by: Annotated[list[str] | None, Query(description="Any of client, agent, provider, metric; repeat "
-                                           "the parameter or separate with commas.")] = None,
-        client_id: Annotated[str | None, Query(description="Only this client.")] = None,
-        limit: Annotated[str | None, Query(description="Rows per page, 1-1000 (default 100). CSV: every row "
-                                  "unless given.")] = None,
-        starting_after: Annotated[str | None, Query(description="The id of the last row of the previous page.")] = None,
-        format: Annotated[str | None, Query(description="json | csv (else the Accept header decides).")] = None,
+        from_: From = None,
+        to: To = None,
+        window_size: WindowSize = None,
+        window_time_zone: WindowTimeZone = None,
+        group_by: GroupBy = None,
+        client_id: ClientId = None,
+        limit: UsageLimit = None,
+        starting_after: StartingAfter = None,
+        format: Format = None,
     ) -> Response:
         with pool.connection() as connection:
             cursor, principal = authenticate(connection, credentials)
@@ -170,31 +182,38 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
                                                                len(query.key_columns), start, end))
             echo = {"from": plain(start.astimezone(zone)), "to": plain(end.astimezone(zone)), "window_size": size,
                     "window_time_zone": zone.key, "group_by": list(groups), "client_id": query.client_id}
+            windows = usage_windows(cursor, query)
             if output == "csv":
                 etag = weak_etag("usage", queries.data_version(cursor), plain(refreshed), repr(sorted(echo.items())),
-                                 repr(query.after), str(query.limit))
-                return csv_response(request, etag, plain(refreshed), _usage_csv(query), "usage.csv")
-            sql, values = usage_sql(replace(query, limit=query.limit + 1))
-            cursor.execute(sql, values)
-            columns = [description[0] for description in cursor.description]
-            found = [_usage_row(dict(zip(columns, row, strict=True)), query) for row in cursor.fetchall()]
+                                 repr(query.after), str(query.limit), repr(windows))
+                return csv_response(request, etag, plain(refreshed), _usage_csv(query, windows), "usage.csv")
+            built = usage_sql(replace(query, limit=query.limit + 1), windows)
+            found = []
+            if built is not None:
+                cursor.execute(*built)
+                columns = [description[0] for description in cursor.description]
+                found = [_usage_row(dict(zip(columns, row, strict=True)), query) for row in cursor.fetchall()]
             page = found[:query.limit]
             return json_response(request, {
                 "object": "list", "data": page, "has_more": len(found) > query.limit,
                 "next_starting_after": page[-1]["id"] if page and len(found) > query.limit else None,
                 "query": echo, "data_refreshed_at": plain(refreshed)})
 
-    def _usage_csv(query: UsageQuery) -> Iterator[bytes]:
+    def _usage_csv(query: UsageQuery, windows: list) -> Iterator[bytes]:
         """The CSV, streamed from a server-side cursor. Lazy: the connection is taken when the stream starts
         and given back when it ends or is abandoned (the generator's finally), never held by an unsent body."""
         connection = pool.acquire()
         broken = False
         try:
             refreshed = cell(refreshed_at(connection.cursor()))
+            header = [*query.columns, "data_refreshed_at"]
+            built = usage_sql(query, windows, text_figures=True)
+            if built is None:
+                yield from csv_chunks(header, [])
+                return
             rows = connection.cursor(name="usage_csv")
-            sql, values = usage_sql(query, text_figures=True)
-            rows.execute(sql, values)
-            yield from csv_chunks([*query.columns, "data_refreshed_at"], _usage_cells(rows, query, refreshed))
+            rows.execute(*built)
+            yield from csv_chunks(header, _usage_cells(rows, query, refreshed))
         except psycopg2.OperationalError:
             broken = True
             raise
@@ -208,8 +227,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
     def list_clients(
         request: Request,
         credentials: Credentials,
-        limit: Annotated[str | None, Query(description="1-1000, default 100.")] = None,
-        starting_after: Annotated[str | None, Query(description="The id of the last client read.")] = None,
+        limit: Limit = None,
+        starting_after: StartingAfter = None,
     ) -> Response:
         with pool.connection() as connection:
             cursor, principal = authenticate(connection, credentials)
@@ -228,8 +247,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
         request: Request,
         client_id: str,
         credentials: Credentials,
-        limit: Annotated[str | None, Query(description="1-1000, default 100.")] = None,
-        starting_after: Annotated[str | None, Query(description="The id of the last cycle read.")] = None,
+        limit: Limit = None,
+        starting_after: StartingAfter = None,
     ) -> Response:
         with pool.connection() as connection:
             cursor, principal = authenticate(connection, credentials)
@@ -254,7 +273,7 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
         client_id: str,
         cycle_id: str,
         credentials: Credentials,
-        format: Annotated[str | None, Query(description="json | csv (else the Accept header decides).")] = None,
+        format: Format = None,
     ) -> Response:
         with pool.connection() as connection:
             cursor, principal = authenticate(connection, credentials)

@@ -1,22 +1,23 @@
-"""GET /v1/usage: usage per window x group, summed from the daily rollup where whole UTC days fit in one
-window and from the events elsewhere (hour windows, local days, the edges of months and cycles).
+"""GET /v1/usage: usage per window x group.
 
-Both sources carry the same columns; a UTC day is read from exactly one of them, so every event counts once
-and the windows add up to the events of [from, to) to the cent.
+Windows are computed first (calendar windows in the requested zone, or each client's billing cycles), then
+split into ranges each source serves (reporting_api/windows.py): whole UTC days from marts.fct_daily_usage,
+whole UTC hours from marts.fct_hourly_usage (when the agent is not a group: that rollup has no agent), the
+rest from marts.fct_usage_events. Every instant of a window is read from exactly one source, so the windows
+add up to the events of [from, to) to the cent.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time
+from bisect import bisect_left
+from dataclasses import dataclass
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from reporting_api.windows import split_days, window_edges
+from reporting_api.windows import Window, segments, window_edges
 
 GROUPS = ("client", "agent", "provider", "metric")  # canonical order of the group columns
 GROUP_COLUMNS = {"client": "client_id", "agent": "agent_id", "provider": "provider", "metric": "metric"}
-FIGURES = ("quantity", "cost_usd", "event_count", "pending_events", "expired_events")
 TEXT_FIGURES = ("quantity", "cost_usd")
 
 
@@ -28,12 +29,12 @@ class UsageQuery:
     zone: ZoneInfo
     groups: tuple[str, ...]     # canonical order; "client" always present with cycle windows
     client_id: str | None       # a filter (always the token's client for a client token)
-    after: tuple | None = None  # keyset position: (window_start, *group values)
+    after: tuple | None = None  # keyset position: (window_start, *key column values)
     limit: int | None = None    # None: every row (CSV)
 
     @property
     def key_columns(self) -> list[str]:
-        """Group columns of the rows, in order (cycle windows add cycle_id beside the client)."""
+        """Group columns of the rows, in order (cycle windows add cycle_id before the client)."""
         columns = [GROUP_COLUMNS[group] for group in self.groups]
         return ["cycle_id", *columns] if self.window_size == "cycle" else columns
 
@@ -46,12 +47,29 @@ class UsageQuery:
                 "pending_events", "expired_events"]
 
 
+def windows(cursor, query: UsageQuery) -> list[Window]:
+    """The query's windows in keyset order: by start (and cycle id)."""
+    if query.window_size != "cycle":
+        edges = window_edges(query.start, query.end, query.window_size, query.zone)
+        return [Window(start, end) for start, end in zip(edges, edges[1:], strict=False)]
+    cursor.execute("""
+        select greatest(cycle_start, %(start)s) as window_start, least(cycle_end, %(end)s), client_id, cycle_id
+        from marts.dim_billing_cycles
+        where cycle_start < %(end)s and cycle_end > %(start)s
+          and (%(client_id)s::text is null or client_id = %(client_id)s)
+        order by window_start, cycle_id collate "C"
+    """, {"start": query.start, "end": query.end, "client_id": query.client_id})
+    return [Window(*row) for row in cursor.fetchall()]
+
+
 def _dimensions(query: UsageQuery, alias: str) -> str:
-    """Group columns as selected from a source; a missing agent is '' so it sorts and compares."""
+    """Group columns as selected from a source, in byte order ("C": fast to sort, the same on every server, and
+    what the keyset compares with); a missing agent is '' so it sorts and compares."""
     columns = []
     for group in query.groups:
         column = GROUP_COLUMNS[group]
-        columns.append(f"coalesce({alias}.{column}, '') as {column}" if group == "agent" else f"{alias}.{column}")
+        value = f"coalesce({alias}.{column}, '')" if group == "agent" else f"{alias}.{column}"
+        columns.append(f'{value}::text collate "C" as {column}')
     if "metric" in query.groups:
         columns.append(f"{alias}.unit")
     return "".join(f"{column}, " for column in columns)
@@ -62,103 +80,114 @@ def _group_list(query: UsageQuery) -> str:
     return "".join(f", {column}" for column in columns)
 
 
+_EVENT_FIGURES = """events.quantity, events.cost_usd, 1 as event_count,
+               (events.cost_status = 'pending')::int as pending_events,
+               (events.cost_status = 'expired')::int as expired_events"""
+_SOURCES = {
+    # source: (relation, alias, the time column a segment's range selects on, figures)
+    "days": ("marts.fct_daily_usage", "daily", "usage_date",
+             "daily.quantity, daily.cost_usd, daily.event_count, daily.pending_events, daily.expired_events"),
+    "hours": ("marts.fct_hourly_usage", "hourly", "usage_hour",
+              "hourly.quantity, hourly.cost_usd, hourly.event_count, hourly.pending_events, hourly.expired_events"),
+    "events": ("marts.fct_usage_events", "events", "occurred_at", _EVENT_FIGURES),
+}
+
+
+def _range(source: str, alias: str, column: str, per_client: bool) -> str:
+    """The segment's rows. A cycle's segment reads one client: as a (client_id, time) range, which the
+    rollups' (client_id, time) indexes serve directly; the events' partial hours use the time index."""
+    if per_client and source != "events":
+        return (f"({alias}.client_id, {alias}.{column}) >= (segment.client_id, segment.range_from) "
+                f"and ({alias}.client_id, {alias}.{column}) < (segment.client_id, segment.range_to)")
+    condition = f"{alias}.{column} >= segment.range_from and {alias}.{column} < segment.range_to"
+    return condition + (f" and {alias}.client_id = segment.client_id" if per_client else "")
+
+
+def _part(query: UsageQuery, source: str, parameters: dict, rows: list[tuple]) -> str:
+    """One source's rows, each tagged with its window number. LATERAL: one index range scan per segment
+    (time range, and the cycle's client), whatever the planner guesses of the segment list's size."""
+    relation, alias, column, figures = _SOURCES[source]
+    numbers, clients, starts, ends = (list(column) for column in zip(*rows, strict=True))
+    cast = "date" if source == "days" else "timestamptz"
+    parameters.update({f"{source}_window": numbers, f"{source}_client": clients, f"{source}_from": starts,
+                       f"{source}_to": ends})
+    scope = f"and {alias}.client_id = %(client_id)s" if query.client_id is not None else ""
+    # a billing cycle's segments read its client's rows; calendar segments every client's
+    condition = _range(source, alias, column, per_client=query.window_size == "cycle")
+    return f"""
+        select segment.window_index, picked.*
+        from unnest(%({source}_window)s::int[], %({source}_client)s::text[], %({source}_from)s::{cast}[],
+                    %({source}_to)s::{cast}[]) as segment (window_index, client_id, range_from, range_to)
+        cross join lateral (
+            select {_dimensions(query, alias)}{figures}
+            from {relation} as {alias}
+            where {condition} {scope}
+            offset 0  -- kept a subquery (not pulled up into a join): one index scan per segment
+        ) as picked"""
+
+
 _AGGREGATES = """
-        sum(quantity) as quantity,
-        coalesce(sum(cost_usd), 0) as cost_usd,
-        sum(event_count)::bigint as event_count,
-        sum(pending_events)::bigint as pending_events,
-        sum(expired_events)::bigint as expired_events"""
-
-_EVENT_FIGURES = """quantity, cost_usd, 1 as event_count, (cost_status = 'pending')::int as pending_events,
-               (cost_status = 'expired')::int as expired_events"""
-_DAILY_FIGURES = "quantity, cost_usd, event_count, pending_events, expired_events"
+            sum(quantity) as quantity,
+            coalesce(sum(cost_usd), 0) as cost_usd,
+            sum(event_count)::bigint as event_count,
+            sum(pending_events)::bigint as pending_events,
+            sum(expired_events)::bigint as expired_events"""
 
 
-def _calendar_sql(query: UsageQuery, parameters: dict) -> str:
-    edges = window_edges(query.start, query.end, query.window_size, query.zone)
-    whole_days, partial_days = split_days(edges)
-    # the window of each whole day, found here once rather than per row
-    whole_windows = [bisect_right(edges, datetime.combine(day, time(0), tzinfo=UTC)) for day in whole_days]
-    parameters.update(edges=edges, whole_days=whole_days, whole_windows=whole_windows, partial_days=partial_days)
-    client = "and {alias}.client_id = %(client_id)s" if query.client_id is not None else ""
-    return f"""
-    with parts as (
-        select whole.window_index, {_dimensions(query, 'daily')}{_DAILY_FIGURES}
-        from marts.fct_daily_usage as daily
-        inner join unnest(%(whole_days)s::date[], %(whole_windows)s::int[]) as whole (usage_date, window_index)
-            on whole.usage_date = daily.usage_date
-        where true {client.format(alias='daily')}
-        union all
-        select width_bucket(events.occurred_at, %(edges)s::timestamptz[]) as window_index,
-               {_dimensions(query, 'events')}{_EVENT_FIGURES}
-        from marts.fct_usage_events as events
-        where events.usage_date = any(%(partial_days)s::date[])
-          and events.occurred_at >= %(start)s and events.occurred_at < %(end)s {client.format(alias='events')}
-    )
-    select (%(edges)s::timestamptz[])[window_index] as window_start,
-           (%(edges)s::timestamptz[])[window_index + 1] as window_end{_group_list(query)},{_AGGREGATES}
-    from parts
-    group by window_index{_group_list(query)}"""
+def _position(query: UsageQuery, found: list[Window]) -> tuple[int, tuple | None]:
+    """The first window still to read, and the group values to read on after in it (None: all of it)."""
+    if query.after is None:
+        return 1, None
+    keys = [(window.start, window.cycle_id or "") for window in found]
+    wanted = (query.after[0], query.after[1] if query.window_size == "cycle" else "")
+    index = bisect_left(keys, wanted)
+    if index < len(keys) and keys[index] == wanted:
+        return index + 1, tuple(query.after[2:] if query.window_size == "cycle" else query.after[1:])
+    return index + 1, None  # that window is gone (cycles rebuilt): go on from the next one
 
 
-def _cycle_sql(query: UsageQuery, parameters: dict) -> str:
-    """Each client's billing cycles (dim_billing_cycles) that overlap [from, to), clipped to it."""
-    client = "and client_id = %(client_id)s" if query.client_id is not None else ""
-    return f"""
-    with windows as (
-        select cycle_id, client_id, window_start, window_end,
-               (window_start at time zone 'UTC')::date as first_day,
-               ((window_end - interval '1 microsecond') at time zone 'UTC')::date as last_day,
-               ((window_start - interval '1 microsecond') at time zone 'UTC')::date + 1 as whole_from,
-               (window_end at time zone 'UTC')::date as whole_to
-        from (
-            select cycle_id, client_id, greatest(cycle_start, %(start)s) as window_start,
-                   least(cycle_end, %(end)s) as window_end
-            from marts.dim_billing_cycles
-            where cycle_start < %(end)s and cycle_end > %(start)s {client}
-              {"and greatest(cycle_start, %(start)s) >= %(after_0)s" if query.after is not None else ""}
-        ) as clipped
-    ),
-    parts as (
-        select windows.window_start, windows.window_end, windows.cycle_id,
-               {_dimensions(query, 'daily')}{_DAILY_FIGURES}
-        from windows
-        inner join marts.fct_daily_usage as daily
-            on daily.client_id = windows.client_id
-            and daily.usage_date >= windows.whole_from and daily.usage_date < windows.whole_to
-        union all
-        select windows.window_start, windows.window_end, windows.cycle_id,
-               {_dimensions(query, 'events')}{_EVENT_FIGURES}
-        from windows
-        inner join marts.fct_usage_events as events
-            on events.client_id = windows.client_id
-            and events.usage_date in (windows.first_day, windows.last_day)
-            and not (events.usage_date >= windows.whole_from and events.usage_date < windows.whole_to)
-            and events.occurred_at >= windows.window_start and events.occurred_at < windows.window_end
-    )
-    select window_start, window_end, cycle_id{_group_list(query)},{_AGGREGATES}
-    from parts
-    group by window_start, window_end, cycle_id{_group_list(query)}"""
-
-
-def usage_sql(query: UsageQuery, text_figures: bool = False) -> tuple[str, dict]:
-    """The rows of `query` (query.columns) in keyset order (window_start, then the group columns), after
-    `query.after`. text_figures: quantities and costs as PostgreSQL writes numerics (plain notation, their own
-    scale: the text the JSON carries), for CSV."""
-    parameters: dict = {"start": query.start, "end": query.end, "client_id": query.client_id}
-    if query.after is not None and query.window_size != "cycle":
-        # windows before the position are past: start there (it is a window edge, so edges stay the same)
-        query = replace(query, start=max(query.start, query.after[0]))
-        parameters["start"] = query.start
-    rows = _cycle_sql(query, parameters) if query.window_size == "cycle" else _calendar_sql(query, parameters)
-    # byte order ("C"): fast, and the same on every server, for the sort and the keyset comparison alike
-    key = ["window_start", *(f'{column} collate "C"' for column in query.key_columns)]
-    where = ""
-    if query.after is not None:
-        parameters.update({f"after_{n}": value for n, value in enumerate(query.after)})
-        where = f"where ({', '.join(key)}) > ({', '.join(f'%(after_{n})s' for n in range(len(key)))})"
-    limit = "limit %(limit)s" if query.limit is not None else ""
-    parameters["limit"] = query.limit
+def usage_sql(query: UsageQuery, found: list[Window], text_figures: bool = False) -> tuple[str, dict] | None:
+    """The rows of `query` (query.columns) over the windows `found`, in keyset order (window, then the group
+    columns), after `query.after`; None when no window is left. text_figures: quantities and costs as
+    PostgreSQL writes numerics (plain notation, their own scale: the text JSON carries), for CSV."""
+    first, after_groups = _position(query, found)
+    if first > len(found):
+        return None
+    parameters: dict = {"client_id": query.client_id, "limit": query.limit, "first": first,
+                        "windows_index": list(range(first, len(found) + 1)),
+                        "windows_start": [window.start for window in found[first - 1:]],
+                        "windows_end": [window.end for window in found[first - 1:]],
+                        "windows_cycle": [window.cycle_id for window in found[first - 1:]]}
+    split = segments(found, hourly="agent" not in query.groups)
+    parts = [_part(query, source, parameters, [row for row in rows if row[0] >= first])
+             for source, rows in (("days", split.days), ("hours", split.hours), ("events", split.events))
+             if any(row[0] >= first for row in rows)]
+    if not parts:
+        return None
+    groups = [GROUP_COLUMNS[group] for group in query.groups]
+    key = ["window_index", *groups]
+    where = "where window_index >= %(first)s"
+    if after_groups is not None and not groups:
+        where = "where window_index > %(first)s"
+    elif after_groups is not None:
+        parameters.update({f"after_{n}": value for n, value in enumerate(after_groups)})
+        where += f" and ({', '.join(key)}) > (%(first)s, {', '.join(f'%(after_{n})s' for n in range(len(groups)))})"
     columns = [f"{column}::text" if text_figures and column in TEXT_FIGURES else column for column in query.columns]
-    return (f"select {', '.join(columns)} from ({rows}\n) as usage_rows {where} order by {', '.join(key)} "
-            f"{limit}", parameters)
+    sql = f"""
+    with parts as ({' union all'.join(parts)}
+    ),
+    totals as (
+        select window_index{_group_list(query)},{_AGGREGATES}
+        from parts
+        group by window_index{_group_list(query)}
+    ),
+    windows (window_index, window_start, window_end, cycle_id) as (
+        select * from unnest(%(windows_index)s::int[], %(windows_start)s::timestamptz[],
+                             %(windows_end)s::timestamptz[], %(windows_cycle)s::text[])
+    )
+    select {', '.join(columns)}
+    from totals inner join windows using (window_index)
+    {where}
+    order by {', '.join(key)}
+    {"limit %(limit)s" if query.limit is not None else ""}"""
+    return sql, parameters

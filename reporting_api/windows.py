@@ -3,16 +3,21 @@
 Edges are computed with the zone's rules (zoneinfo), so a local day is 23 or 25 hours long across a DST
 change and a local hour starts at :30 UTC in a +05:30 zone. The first and last windows are clipped to
 [start, end), so the windows always cover exactly the requested range.
+
+Each window is then split into the ranges each source serves (segments()): whole UTC days from the daily
+rollup, whole UTC hours from the hourly one, the rest from the events.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 CALENDAR_WINDOWS = ("hour", "day", "month")
 QUARTER_HOUR = timedelta(minutes=15)  # every zone's offset has been a multiple of 15 minutes since 1970
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -67,16 +72,50 @@ def count_windows(start: datetime, end: datetime, size: str | None) -> int:
     return int(span // {"hour": 3600, "day": 82800, "month": 2419200}[size]) + 2
 
 
-def split_days(edges: list[datetime]) -> tuple[list[date], list[date]]:
-    """The UTC days of [edges[0], edges[-1]): those lying whole inside one window (read from the daily
-    rollup) and the others (read from the events)."""
-    whole, partial = [], []
-    day = edges[0].astimezone(UTC).date()
-    while (day_start := datetime.combine(day, time(0), tzinfo=UTC)) < edges[-1]:
-        day_end = day_start + timedelta(days=1)
-        inside = day_start >= edges[0] and day_end <= edges[-1]
-        # no edge strictly inside the day: it belongs to one window
-        crossed = bisect_right(edges, day_start) < len(edges) and edges[bisect_right(edges, day_start)] < day_end
-        (whole if inside and not crossed else partial).append(day)
-        day += timedelta(days=1)
-    return whole, partial
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    client_id: str | None = None  # a billing cycle's client: its segments read only that client's rows
+    cycle_id: str | None = None
+
+
+@dataclass
+class Segments:
+    """Where each window's figures are read, every instant exactly once: (window number, client or None,
+    from, to) ranges of whole UTC days (daily rollup), of whole UTC hours (hourly rollup) and the rest
+    (events)."""
+    days: list[tuple] = field(default_factory=list)
+    hours: list[tuple] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)
+
+
+def _ceil(moment: datetime, unit: timedelta) -> datetime:
+    floor = _floor(moment, unit)
+    return floor if floor == moment else floor + unit
+
+
+def _floor(moment: datetime, unit: timedelta) -> datetime:
+    seconds = (moment - EPOCH) // timedelta(microseconds=1) // (unit // timedelta(microseconds=1))
+    return EPOCH + seconds * unit
+
+
+def segments(windows: list[Window], hourly: bool) -> Segments:
+    """Split windows (numbered from 1) into whole UTC days, then whole UTC hours (when the hourly rollup can
+    serve, i.e. without the agent), then what is left, read from the events."""
+    found = Segments()
+    for number, window in enumerate(windows, start=1):
+        first_midnight, last_midnight = _ceil(window.start, DAY), _floor(window.end, DAY)
+        rest = [(window.start, window.end)]
+        if first_midnight < last_midnight:
+            found.days.append((number, window.client_id, first_midnight.date(), last_midnight.date()))
+            rest = [(window.start, first_midnight), (last_midnight, window.end)]
+        for start, end in rest:
+            first_hour, last_hour = _ceil(start, HOUR), _floor(end, HOUR)
+            if hourly and first_hour < last_hour:
+                found.hours.append((number, window.client_id, first_hour, last_hour))
+                pieces = [(start, first_hour), (last_hour, end)]
+            else:
+                pieces = [(start, end)]
+            found.events += [(number, window.client_id, a, b) for a, b in pieces if a < b]
+    return found

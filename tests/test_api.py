@@ -240,9 +240,13 @@ def test_a_month_window_in_berlin_is_743_hours_long(http, tokens):
 
 RECONCILED_QUERIES = [
     "window_size=day&group_by=client",                                            # whole UTC days: daily rollup
-    "window_size=day&window_time_zone=America/New_York&group_by=client,provider",  # local days: events
-    "window_size=month&window_time_zone=Europe/Berlin&group_by=metric",            # both
+    "window_size=day&window_time_zone=America/New_York&group_by=client,provider",  # whole UTC hours: hourly
+    "window_size=day&window_time_zone=America/New_York&group_by=agent",            # agents: events
+    "window_size=month&window_time_zone=Europe/Berlin&group_by=metric",            # daily, hourly, events
+    "window_size=hour&window_time_zone=Asia/Kolkata&group_by=provider",            # hourly and half hours
     "window_size=hour&window_time_zone=Asia/Kolkata&group_by=agent",
+    "window_size=cycle&group_by=provider",                                         # each client's cycles
+    "window_size=cycle&group_by=agent,metric",
     "group_by=client,agent,provider,metric",
 ]
 
@@ -253,9 +257,12 @@ def test_usage_reconciles_with_the_events_to_the_cent(http, tokens, warehouse, q
     url = f"/v1/usage?from={start.isoformat().replace('+', '%2B')}&to={end.isoformat().replace('+', '%2B')}&{query}"
     rows = _all_pages(http, tokens, url, limit=250)
     groups = [group for group in ("client", "agent", "provider", "metric") if group in query]
+    groups = ["client", *groups] if "cycle" in query and "client" not in groups else groups
     columns = {"client": "client_id", "agent": "agent_id", "provider": "provider", "metric": "metric"}
     expected: dict[tuple, list] = defaultdict(lambda: [Decimal(0), 0, 0])
     for event in _events(warehouse, start, end):
+        if "cycle" in query and event["client_id"] == "unattributed":
+            continue  # in no client's cycle
         figures = expected[tuple(event[columns[group]] for group in groups)]
         figures[0] += event["cost_usd"] or 0
         figures[1] += 1
@@ -375,7 +382,8 @@ def test_an_unchanged_response_is_a_304(http, tokens, warehouse):
 
 
 def test_a_change_of_data_changes_the_etags(http, tokens, warehouse):
-    json_url = "/v1/usage?from=2026-03-06&window_size=day&window_time_zone=America/New_York"  # from the events
+    # agents' local days: read from the events (the hourly rollup has no agent)
+    json_url = "/v1/usage?from=2026-03-06&window_size=day&window_time_zone=America/New_York&group_by=agent"
     csv_url = "/v1/usage?from=2026-03-06&format=csv"
     json_etag, csv_etag = (_get(http, tokens, url).headers["etag"] for url in (json_url, csv_url))
     _query(warehouse, "update marts.fct_usage_events set cost_usd = cost_usd + 1 where usage_event_id = "
