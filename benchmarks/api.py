@@ -296,8 +296,10 @@ def main() -> int:
                       key=lambda name: _percentile(results[name][0], 0.95))
         connection = warehouse.connect()
         with connection.cursor() as cursor:
-            sql, values = usage_sql(queries[slowest], usage_windows(cursor, queries[slowest]))
-            cursor.execute("explain (analyze, buffers, costs off) " + sql, values)
+            built = usage_sql(queries[slowest], usage_windows(cursor, queries[slowest]))
+            if built.sort_groups:
+                cursor.execute("set local enable_hashagg = off")
+            cursor.execute("explain (analyze, buffers, costs off) " + built.sql, built.parameters)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         connection.close()
         print(f"\nEXPLAIN ANALYZE of the slowest query ({slowest}):\n{plan}")

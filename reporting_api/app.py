@@ -190,9 +190,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             built = usage_sql(replace(query, limit=query.limit + 1), windows)
             found = []
             if built is not None:
-                cursor.execute(*built)
-                columns = [description[0] for description in cursor.description]
-                found = [_usage_row(dict(zip(columns, row, strict=True)), query) for row in cursor.fetchall()]
+                built.execute(cursor)
+                found = [_usage_row(row, query, windows) for row in cursor.fetchall()]
             page = found[:query.limit]
             return json_response(request, {
                 "object": "list", "data": page, "has_more": len(found) > query.limit,
@@ -212,8 +211,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
                 yield from csv_chunks(header, [])
                 return
             rows = connection.cursor(name="usage_csv")
-            rows.execute(*built)
-            yield from csv_chunks(header, _usage_cells(rows, query, refreshed))
+            built.execute(rows, setup_cursor=connection.cursor())
+            yield from csv_chunks(header, _usage_cells(rows, query, windows, refreshed))
         except psycopg2.OperationalError:
             broken = True
             raise
@@ -297,29 +296,31 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
     return app
 
 
-def _usage_cells(rows, query: UsageQuery, refreshed: str) -> Iterator[list]:
-    """CSV fields of the rows (selected in query.columns order): the same text as the JSON values."""
-    windows: dict[tuple, list[str]] = {}
+def _window_cells(query: UsageQuery, windows: list) -> list[list[str]]:
+    """Per window number - 1: its bounds in the window's zone (and its cycle), as JSON and CSV write them."""
+    return [[plain(window.start.astimezone(query.zone)), plain(window.end.astimezone(query.zone)),
+             *([window.cycle_id] if query.window_size == "cycle" else [])] for window in windows]
+
+
+def _usage_cells(rows, query: UsageQuery, windows: list, refreshed: str) -> Iterator[list]:
+    """CSV fields: the window's, then the SQL's (text already, None written empty by the csv module)."""
+    bounds = _window_cells(query, windows)
     while batch := rows.fetchmany(5000):
-        for window_start, window_end, *values in batch:
-            bounds = windows.get((window_start, window_end))
-            if bounds is None:
-                bounds = windows[(window_start, window_end)] = [window_start.astimezone(query.zone).isoformat(),
-                                                                window_end.astimezone(query.zone).isoformat()]
-            yield [*bounds, *values, refreshed]  # the csv module writes None as an empty field
+        for window_index, *values in batch:
+            yield [*bounds[window_index - 1], *values, refreshed]
 
 
-def _usage_row(row: dict, query: UsageQuery) -> dict:
-    """One output row: the keyset id, then the columns (instants in the window's zone, '' agent as null)."""
-    key = [row["window_start"].isoformat(), *(row[column] for column in query.key_columns)]
+def _usage_row(row: tuple, query: UsageQuery, windows: list) -> dict:
+    """One JSON row: the keyset id, then the columns ('' agent as null)."""
+    window = windows[row[0] - 1]
+    values = dict(zip(query.sql_columns, row[1:], strict=True))
+    values.update(window_start=window.start.astimezone(query.zone), window_end=window.end.astimezone(query.zone),
+                  cycle_id=window.cycle_id)
+    key = [window.start.isoformat(), *(values[column] for column in query.key_columns)]
     shaped = {"id": params.encode_position(key)}
     for column in query.columns:
-        value = row[column]
-        if column in ("window_start", "window_end"):
-            value = value.astimezone(query.zone)
-        elif column == "agent_id" and value == "":
-            value = None
-        shaped[column] = plain(value)
+        value = values[column]
+        shaped[column] = None if column == "agent_id" and value == "" else plain(value)
     return shaped
 
 

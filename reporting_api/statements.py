@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 import yaml
 
@@ -33,6 +34,7 @@ COVERAGE_COLUMNS = ("provider", "account", "client_id", "usage_date", "category"
 SHARED_FIGURES = ("ours", "theirs", "ratio")  # an account several clients share: its figures are not one client's
 
 
+@cache
 def grace_hours() -> int:
     """The longest settling grace (dbt var settling_grace_hours), for cycles without any line."""
     config = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())

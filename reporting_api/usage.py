@@ -19,6 +19,7 @@ from reporting_api.windows import Window, segments, window_edges
 GROUPS = ("client", "agent", "provider", "metric")  # canonical order of the group columns
 GROUP_COLUMNS = {"client": "client_id", "agent": "agent_id", "provider": "provider", "metric": "metric"}
 TEXT_FIGURES = ("quantity", "cost_usd")
+WINDOW_COLUMNS = ("window_start", "window_end", "cycle_id")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class UsageQuery:
         quantity = ["quantity"] if "metric" in self.groups else []  # units differ across metrics
         return ["window_start", "window_end", *self.key_columns, *unit, *quantity, "cost_usd", "event_count",
                 "pending_events", "expired_events"]
+
+    @property
+    def sql_columns(self) -> list[str]:
+        """The columns the SQL reads; the window's bounds and cycle come from its number."""
+        return [column for column in self.columns if column not in WINDOW_COLUMNS]
 
 
 def windows(cursor, query: UsageQuery) -> list[Window]:
@@ -146,18 +152,15 @@ def _position(query: UsageQuery, found: list[Window]) -> tuple[int, tuple | None
     return index + 1, None  # that window is gone (cycles rebuilt): go on from the next one
 
 
-def usage_sql(query: UsageQuery, found: list[Window], text_figures: bool = False) -> tuple[str, dict] | None:
-    """The rows of `query` (query.columns) over the windows `found`, in keyset order (window, then the group
-    columns), after `query.after`; None when no window is left. text_figures: quantities and costs as
-    PostgreSQL writes numerics (plain notation, their own scale: the text JSON carries), for CSV."""
+def usage_sql(query: UsageQuery, found: list[Window], text_figures: bool = False) -> UsageStatement | None:
+    """The rows of `query` over the windows `found`: the window's number (1 = found[0]) then query.sql_columns,
+    in keyset order (window, then the group columns), after `query.after`; None when no window is left.
+    text_figures: quantities and costs as PostgreSQL writes numerics (plain notation, their own scale: the
+    text JSON carries), for CSV."""
     first, after_groups = _position(query, found)
     if first > len(found):
         return None
-    parameters: dict = {"client_id": query.client_id, "limit": query.limit, "first": first,
-                        "windows_index": list(range(first, len(found) + 1)),
-                        "windows_start": [window.start for window in found[first - 1:]],
-                        "windows_end": [window.end for window in found[first - 1:]],
-                        "windows_cycle": [window.cycle_id for window in found[first - 1:]]}
+    parameters: dict = {"client_id": query.client_id, "limit": query.limit, "first": first}
     split = segments(found, hourly="agent" not in query.groups)
     parts = [_part(query, source, parameters, [row for row in rows if row[0] >= first])
              for source, rows in (("days", split.days), ("hours", split.hours), ("events", split.events))
@@ -172,22 +175,34 @@ def usage_sql(query: UsageQuery, found: list[Window], text_figures: bool = False
     elif after_groups is not None:
         parameters.update({f"after_{n}": value for n, value in enumerate(after_groups)})
         where += f" and ({', '.join(key)}) > (%(first)s, {', '.join(f'%(after_{n})s' for n in range(len(groups)))})"
-    columns = [f"{column}::text" if text_figures and column in TEXT_FIGURES else column for column in query.columns]
+    columns = [f"{column}::text" if text_figures and column in TEXT_FIGURES else column
+               for column in query.sql_columns]
     sql = f"""
     with parts as ({' union all'.join(parts)}
-    ),
-    totals as (
+    )
+    select window_index, {', '.join(columns)}
+    from (
         select window_index{_group_list(query)},{_AGGREGATES}
         from parts
         group by window_index{_group_list(query)}
-    ),
-    windows (window_index, window_start, window_end, cycle_id) as (
-        select * from unnest(%(windows_index)s::int[], %(windows_start)s::timestamptz[],
-                             %(windows_end)s::timestamptz[], %(windows_cycle)s::text[])
-    )
-    select {', '.join(columns)}
-    from totals inner join windows using (window_index)
+    ) as totals
     {where}
     order by {', '.join(key)}
     {"limit %(limit)s" if query.limit is not None else ""}"""
-    return sql, parameters
+    # Rows of the daily rollup at its own grain (every agent) barely aggregate: sorting them once, in the
+    # output's order, beats hashing each into its own group and sorting after (about twice as fast).
+    sort_groups = "agent" in query.groups and not split.hours and not any(row[0] >= first for row in split.events)
+    return UsageStatement(sql, parameters, sort_groups)
+
+
+@dataclass(frozen=True)
+class UsageStatement:
+    sql: str
+    parameters: dict
+    sort_groups: bool  # group by sorting rather than hashing (see usage_sql)
+
+    def execute(self, cursor, setup_cursor=None) -> None:
+        """Run it; `setup_cursor`: a plain cursor of the same connection when `cursor` is a named one."""
+        if self.sort_groups:
+            (setup_cursor or cursor).execute("set local enable_hashagg = off")  # this transaction only
+        cursor.execute(self.sql, self.parameters)
