@@ -17,17 +17,12 @@
 
    settled: the provider's figure is final for the day (its as_of past the day's end) and nothing in it is
    pending a price; otherwise unsettled_reason says why. #}
-{{ config(materialized='view') }}
+{# A table, not a view: a view over several staging views is dropped by each of their rebuilds (cascade),
+   and two parallel rebuilds then deadlock on it. #}
 
 {% set as_of_day = anomaly_as_of_day() %}
 
-with events as (
-
-    select * from {{ ref('fct_usage_events') }}
-
-),
-
-assignments as (
+with assignments as (
 
     select resource_type, resource_id, client_id, valid_from, valid_to
     from {{ ref('stg_directory__resource_assignments') }}
@@ -101,7 +96,7 @@ twilio_objects as (
         coalesce(events.metric = 'voice_minutes'
                  and events.attributes ->> 'status' in ('busy', 'failed', 'no-answer', 'canceled'), false)
             as unbilled_status
-    from events
+    from {{ ref('fct_usage_events') }} as events
     left join {{ ref('int_twilio_calls_merged') }} as calls
         on events.metric = 'voice_minutes' and calls.call_sid = events.external_id
     where events.provider = 'twilio'
@@ -316,7 +311,7 @@ openrouter_activity as (
         activity.activity_date as usage_date,
         count(*) as objects,
         sum(events.cost_usd) as cost_usd
-    from events
+    from {{ ref('fct_usage_events') }} as events
     inner join {{ ref('stg_openrouter__activity') }} as activity on activity.activity_id = events.external_id
     left join key_accounts on key_accounts.api_key_hash = activity.api_key_hash
     where events.provider = 'openrouter' and events.metric = 'llm_tokens'
@@ -414,8 +409,8 @@ retell_calls as (
         bool_or('poll' = any(source_channels)) as polled,
         bool_or('webhook' = any(source_channels)) as delivered,
         bool_or(cost_status = 'pending') as pending
-    from events
-    where provider = 'retell'
+    from {{ ref('fct_usage_events') }}
+    where provider = 'retell' and {{ coverage_days('usage_date') }}
     group by external_id
 
 ),
@@ -493,7 +488,7 @@ last_delivery as (
 pending_by_client_day as (
 
     select client_id, usage_date, count(*) as pending_events
-    from events
+    from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and cost_status = 'pending' and {{ coverage_days('usage_date') }}
     group by client_id, usage_date
 
