@@ -256,7 +256,8 @@ def test_planted_gaps_come_out_as_exact_ratios(covered):
         assert (row["ours"], row["theirs"], row["ratio"]) == (ours, theirs, ratio), key
         assert row["status"] == _status(ratio), (key, row)
         assert row["ratio"] != 1
-        found[f"{provider} {category} {measure} {day}"] = f"{row['ratio']} ({row['status']}, {row['reason']})"
+        found[f"{provider} {place[:12]} {category} {measure} {day}"] = \
+            f"{ours}/{theirs} = {row['ratio']} ({row['status']}, {row['reason']})"
     print("\nplanted gaps: " + "; ".join(f"{name}: {ratio}" for name, ratio in found.items()))
     # below: missing; above 100.5 %: duplicates (a second Retell call claiming one Twilio leg)
     duplicate = _one(covered, provider="retell", client_id=AGENCY[2].client_id, usage_date=RETELL_DAY,
