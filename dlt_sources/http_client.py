@@ -23,6 +23,8 @@ from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from requests.auth import AuthBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from dlt_sources.memory import limit_malloc_arenas
+
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -126,6 +128,7 @@ class ProviderClient:
                  timeout: float = 60.0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  backoff_base: float = DEFAULT_BACKOFF_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS,
                  max_concurrency: int | None = None, _shared: _Shared | None = None):
+        limit_malloc_arenas()  # before this process's collector and loader threads allocate (dlt_sources.memory)
         self.provider = provider
         self.account = account
         self.stats = RequestStats()

@@ -69,27 +69,36 @@ def account_sids(client: ProviderClient, include_subaccounts: bool) -> list[str]
 def pages_in_parallel(jobs: dict[str, Callable[[], Iterable[list[dict]]]],
                       workers: int) -> Iterator[tuple[str, list[dict] | None]]:
     """Each job's pages, fetched by a pool of `workers` threads (so at most that many requests at once):
-    (job, page) as pages arrive, then (job, None) when a job is done. A job's error is raised here."""
-    arrived: queue.Queue = queue.Queue(maxsize=workers)  # workers wait while the consumer catches up
+    (job, page) as pages arrive, then (job, None) when a job is done. A job's error is raised here. A worker
+    asks for its next page only when fewer than `workers` pages are fetched or in flight and not yet taken by
+    the consumer, so a slow consumer holds at most that many pages (a queue alone let each waiting worker hold
+    one more)."""
+    arrived: queue.Queue = queue.Queue()  # bounded by `room`
+    room = threading.Semaphore(workers)
     stopped = threading.Event()
 
-    def hand_over(item: tuple) -> bool:
+    def wait_for_room() -> bool:
         while not stopped.is_set():
-            try:
-                arrived.put(item, timeout=0.1)
+            if room.acquire(timeout=0.1):
                 return True
-            except queue.Full:
-                pass
         return False
 
     def run(name: str, job: Callable[[], Iterable[list[dict]]]) -> None:
         try:
-            for page in job():
-                if not hand_over((name, page)):
+            pages = iter(job())
+            while wait_for_room():
+                try:
+                    page = next(pages, None)
+                except Exception:
+                    room.release()
+                    raise
+                if page is None:
+                    room.release()
+                    arrived.put((name, None))
                     return
-            hand_over((name, None))
+                arrived.put((name, page))  # the consumer gives the room back when it takes the page
         except Exception as error:  # noqa: BLE001 - raised again in the consumer
-            hand_over((name, error))
+            arrived.put((name, error))
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="twilio")
     try:
@@ -100,7 +109,10 @@ def pages_in_parallel(jobs: dict[str, Callable[[], Iterable[list[dict]]]],
             name, item = arrived.get()
             if isinstance(item, Exception):
                 raise item
-            unfinished -= item is None
+            if item is None:
+                unfinished -= 1
+            else:
+                room.release()  # taken: a worker may fetch another page while this one is processed
             yield name, item
     finally:
         stopped.set()  # a consumer that stops early (an error, a closed generator) releases the workers
