@@ -28,4 +28,8 @@ EXECUTOR_CONFIG = {
 }
 cluster_executor = k8s_job_executor.configured(EXECUTOR_CONFIG, name="billing_usage_k8s")
 
-defs = Definitions.merge(single_machine_defs, Definitions(executor=cluster_executor))
+# everything of the single-machine definitions but their executor (multiprocess, forked steps)
+defs = Definitions(assets=single_machine_defs.assets, asset_checks=single_machine_defs.asset_checks,
+                   jobs=single_machine_defs.jobs, schedules=single_machine_defs.schedules,
+                   sensors=single_machine_defs.sensors, resources=single_machine_defs.resources,
+                   loggers=single_machine_defs.loggers, executor=cluster_executor)
