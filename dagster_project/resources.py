@@ -12,6 +12,7 @@ from pydantic import PrivateAttr
 
 from billing_usage.settings import Settings, get_settings
 from billing_usage.warehouse import Warehouse, resolve_warehouse
+from dlt_sources.memory import warehouse_destination
 
 
 class WarehouseResource(ConfigurableResource):
@@ -48,7 +49,7 @@ class WarehouseResource(ConfigurableResource):
         try:
             yield dlt.pipeline(
                 pipeline_name=name,
-                destination=dlt.destinations.postgres(credentials=self.warehouse.url),
+                destination=warehouse_destination(self.warehouse.url),
                 dataset_name=f"raw_{name}",
                 pipelines_dir=folder,
                 progress="log",
