@@ -69,7 +69,7 @@ bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 bench-webhooks: $(STAMP)  ## signed deliveries per second through the receiver, and rows landed
 	$(BIN)/python -m benchmarks.webhook_throughput
 
-bench-collection: $(STAMP)  ## first collection run against a second one with nothing new
+bench-collection: $(STAMP)  ## 1M records collected three ways (collectors, bare requests+COPY, the sandbox alone), then nothing new
 	$(BIN)/python -m benchmarks.collection
 
 bench-incremental: $(MANIFEST)  ## fct_usage_events: full refresh against incremental builds
