@@ -39,6 +39,7 @@ def limit_malloc_arenas() -> bool:
         return False
 
 
-def warehouse_destination(url: str) -> Destination:
-    """dlt's PostgreSQL destination for the raw tables, loading INSERT files in 2 MB statements."""
-    return dlt.destinations.postgres(credentials=url, max_query_length=MAX_STATEMENT_BYTES)
+def warehouse_destination(url: str, max_statement_bytes: int = MAX_STATEMENT_BYTES) -> Destination:
+    """dlt's PostgreSQL destination for the raw tables, loading INSERT files in statements of about half
+    `max_statement_bytes` (2 MB)."""
+    return dlt.destinations.postgres(credentials=url, max_query_length=max_statement_bytes)
