@@ -234,3 +234,12 @@ def test_a_listed_page_encodes_as_json_dumps_would():
     plain = {**body, "calls": client_day(CONFIG, 0, DAYS[0]).twilio_calls}
     assert encode(body) == json.dumps(plain, separators=(",", ":")).encode()
     assert encode({"calls": []}) == b'{"calls":[]}'
+
+
+def test_prerender_renders_every_client_day_once():
+    records = RenderedRecords(PLANTED)
+    generated = sum(len(u.retell_calls) + len(u.twilio_calls) + len(u.twilio_messages)
+                    for day in DAYS for c in clients(PLANTED) for u in [client_day(PLANTED, c.index, day)])
+    assert records.prerender() == generated > 0
+    first = records.client_day(1, DAYS[2])
+    assert records.prerender() == generated and records.client_day(1, DAYS[2]) is first  # kept, not rendered again
