@@ -47,6 +47,7 @@ from dlt_sources.directory import directory_source
 from dlt_sources.openrouter import openrouter_source
 from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source
+from reporting_api.db import WORK_MEM
 from reporting_api.tokens import create_token
 from reporting_api.usage import UsageQuery, usage_sql
 from reporting_api.usage import windows as usage_windows
@@ -294,7 +295,7 @@ def main() -> int:
             print(f"    GET {url}", flush=True)
         slowest = max((name for name in results if name in queries),
                       key=lambda name: _percentile(results[name][0], 0.95))
-        connection = warehouse.connect()
+        connection = warehouse.connect(options=f"-c work_mem={WORK_MEM}")  # as the API's sessions
         with connection.cursor() as cursor:
             built = usage_sql(queries[slowest], usage_windows(cursor, queries[slowest]))
             if built.sort_groups:

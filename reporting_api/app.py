@@ -205,14 +205,17 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
         broken = False
         try:
             refreshed = cell(refreshed_at(connection.cursor()))
-            header = [*query.columns, "data_refreshed_at"]
-            built = usage_sql(query, windows, text_figures=True)
+            yield from csv_chunks([*query.columns, "data_refreshed_at"], [])  # the header
+            built = usage_sql(query, windows, csv_lines=True)
             if built is None:
-                yield from csv_chunks(header, [])
                 return
             rows = connection.cursor(name="usage_csv")
             built.execute(rows, setup_cursor=connection.cursor())
-            yield from csv_chunks(header, _usage_cells(rows, query, windows, refreshed))
+            # each line: the window's fields, PostgreSQL's text of the rest, data_refreshed_at
+            bounds = [",".join(cells) + "," for cells in _window_cells(query, windows)]
+            ending = f",{refreshed}\r\n"
+            while batch := rows.fetchmany(5000):
+                yield "".join(bounds[window_index - 1] + line + ending for window_index, line in batch).encode()
         except psycopg2.OperationalError:
             broken = True
             raise
@@ -297,17 +300,10 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
 
 
 def _window_cells(query: UsageQuery, windows: list) -> list[list[str]]:
-    """Per window number - 1: its bounds in the window's zone (and its cycle), as JSON and CSV write them."""
+    """Per window number - 1: its bounds in the window's zone (and its cycle), as JSON writes them (and CSV:
+    no comma or quote in them)."""
     return [[plain(window.start.astimezone(query.zone)), plain(window.end.astimezone(query.zone)),
              *([window.cycle_id] if query.window_size == "cycle" else [])] for window in windows]
-
-
-def _usage_cells(rows, query: UsageQuery, windows: list, refreshed: str) -> Iterator[list]:
-    """CSV fields: the window's, then the SQL's (text already, None written empty by the csv module)."""
-    bounds = _window_cells(query, windows)
-    while batch := rows.fetchmany(5000):
-        for window_index, *values in batch:
-            yield [*bounds[window_index - 1], *values, refreshed]
 
 
 def _usage_row(row: tuple, query: UsageQuery, windows: list) -> dict:

@@ -18,7 +18,6 @@ from reporting_api.windows import Window, segments, window_edges
 
 GROUPS = ("client", "agent", "provider", "metric")  # canonical order of the group columns
 GROUP_COLUMNS = {"client": "client_id", "agent": "agent_id", "provider": "provider", "metric": "metric"}
-TEXT_FIGURES = ("quantity", "cost_usd")
 WINDOW_COLUMNS = ("window_start", "window_end", "cycle_id")
 
 
@@ -152,11 +151,19 @@ def _position(query: UsageQuery, found: list[Window]) -> tuple[int, tuple | None
     return index + 1, None  # that window is gone (cycles rebuilt): go on from the next one
 
 
-def usage_sql(query: UsageQuery, found: list[Window], text_figures: bool = False) -> UsageStatement | None:
+def _csv_field(column: str) -> str:
+    """A column as the csv module writes it: null empty, numbers as PostgreSQL writes them (the text JSON
+    carries), text quoted when it holds a comma, a quote or a line break."""
+    if column in ("client_id", "agent_id", "provider", "metric", "unit"):
+        return (f"""coalesce(case when {column} ~ '[",\r\n]' then '"' || replace({column}, '"', '""') || '"' """
+                f"else {column} end, '')")
+    return f"coalesce({column}::text, '')"
+
+
+def usage_sql(query: UsageQuery, found: list[Window], csv_lines: bool = False) -> UsageStatement | None:
     """The rows of `query` over the windows `found`: the window's number (1 = found[0]) then query.sql_columns,
     in keyset order (window, then the group columns), after `query.after`; None when no window is left.
-    text_figures: quantities and costs as PostgreSQL writes numerics (plain notation, their own scale: the
-    text JSON carries), for CSV."""
+    csv_lines: the window's number then the rest of the row as one CSV text, written by PostgreSQL."""
     first, after_groups = _position(query, found)
     if first > len(found):
         return None
@@ -175,8 +182,9 @@ def usage_sql(query: UsageQuery, found: list[Window], text_figures: bool = False
     elif after_groups is not None:
         parameters.update({f"after_{n}": value for n, value in enumerate(after_groups)})
         where += f" and ({', '.join(key)}) > (%(first)s, {', '.join(f'%(after_{n})s' for n in range(len(groups)))})"
-    columns = [f"{column}::text" if text_figures and column in TEXT_FIGURES else column
-               for column in query.sql_columns]
+    columns = query.sql_columns
+    if csv_lines:
+        columns = [" || ',' || ".join(_csv_field(column) for column in columns) + " as line"]
     sql = f"""
     with parts as ({' union all'.join(parts)}
     )

@@ -302,16 +302,28 @@ def test_cycle_windows_are_each_clients_billing_cycles(http, tokens, warehouse):
     assert total == sum(event["cost_usd"] or 0 for event in events if event["client_id"] != "unattributed")
 
 
-def test_csv_carries_the_figures_of_json(http, tokens):
+def test_csv_carries_the_figures_of_json(http, tokens, warehouse):
     url = "/v1/usage?from=2026-03-06&window_size=day&window_time_zone=America/New_York&group_by=client,agent,metric"
-    json_rows = _all_pages(http, tokens, url, limit=100)
-    for csv_response in (_get(http, tokens, url + "&format=csv"), _get(http, tokens, url, Accept="text/csv")):
-        assert csv_response.status_code == 200 and csv_response.headers["content-type"].startswith("text/csv")
-        csv_rows = list(csv.DictReader(io.StringIO(csv_response.text)))
-        assert {row.pop("data_refreshed_at") for row in csv_rows} == {_refreshed(http, tokens)}
-        assert csv_rows == [{key: "" if value is None else str(value) for key, value in row.items() if key != "id"}
-                            for row in json_rows]
-    assert len(json_rows) > 100  # more than one JSON page
+    # an agent id CSV must quote (PostgreSQL writes the CSV lines)
+    _query(warehouse, """
+        insert into marts.fct_usage_events
+        select md5('quoted:' || usage_event_id), 'quoted:' || idempotency_key, provider, object_type, metric, unit,
+               quantity, cost_usd, currency, cost_native, occurred_at, usage_date, client_id, 'agent "7", east',
+               attribution_status, 'quoted:' || external_id, linked_external_id, source_channels, first_seen_at,
+               last_changed_at, last_observed_at, attributes, cost_status
+        from marts.fct_usage_events where usage_event_id = (select min(usage_event_id) from marts.fct_usage_events)""")
+    try:
+        json_rows = _all_pages(http, tokens, url, limit=100)
+        assert any(row["agent_id"] == 'agent "7", east' for row in json_rows)
+        for csv_response in (_get(http, tokens, url + "&format=csv"), _get(http, tokens, url, Accept="text/csv")):
+            assert csv_response.status_code == 200 and csv_response.headers["content-type"].startswith("text/csv")
+            csv_rows = list(csv.DictReader(io.StringIO(csv_response.text)))
+            assert {row.pop("data_refreshed_at") for row in csv_rows} == {_refreshed(http, tokens)}
+            assert csv_rows == [{key: "" if value is None else str(value) for key, value in row.items() if key != "id"}
+                                for row in json_rows]
+        assert len(json_rows) > 100  # more than one JSON page
+    finally:
+        _query(warehouse, "delete from marts.fct_usage_events where idempotency_key like 'quoted:%'")
 
 
 def _refreshed(http, tokens) -> str:
