@@ -281,6 +281,9 @@ def main() -> int:
             api, base = _serve(warehouse, as_of, log.name)
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
+        cores, load = os.cpu_count(), os.getloadavg()[0]
+        print(f"{cores} cores, load average {load:.1f} before measuring (other work on the machine slows every "
+              "figure)", flush=True)
         results = {}
         for name, url in scenarios.items():
             runs = args.runs if name != "csv_month" else max(5, args.runs // 3)
@@ -293,6 +296,7 @@ def main() -> int:
             print(f"{name:<24} p50 {p50 * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms  ({len(timings)} runs, "
                   f"{rows:,} rows, {size / 1024:,.0f} KiB){verdict}", flush=True)
             print(f"    GET {url}", flush=True)
+        print(f"load average {os.getloadavg()[0]:.1f} after measuring", flush=True)
         slowest = max((name for name in results if name in queries),
                       key=lambda name: _percentile(results[name][0], 0.95))
         connection = warehouse.connect(options=f"-c work_mem={WORK_MEM}")  # as the API's sessions
