@@ -10,7 +10,8 @@ How the warehouse is made (a few minutes, on the same server as `make demo`, in 
    N events spread evenly over the days before --end, on every client, agent and provider x metric of the
    real events (retell, twilio, openrouter), quantities and costs varying per row, 0.1 % pending a price.
    Its indexes are dropped during the insert and created again from their own definitions;
-3. the aggregates are rebuilt by the real models: fct_daily_usage and fct_hourly_usage (full refresh),
+3. the aggregates are rebuilt by the real models: fct_daily_usage, fct_daily_client_usage and fct_hourly_usage
+   (full refresh),
    fct_cycle_usage and fct_cycle_adjustments (emptied first, they are never fully refreshed), the reporting
    layer.
 
@@ -161,12 +162,14 @@ def generate_events(warehouse: Warehouse, events: int, start: datetime, days: in
 
 def rebuild_aggregates(warehouse: Warehouse, as_of: datetime) -> None:
     _execute(warehouse, "truncate marts.fct_cycle_usage, marts.fct_cycle_usage_by_agent, marts.fct_cycle_adjustments")
-    _dbt(warehouse, as_of, "run", "--select", "fct_daily_usage", "fct_hourly_usage", "--full-refresh")
+    _dbt(warehouse, as_of, "run", "--select", "fct_daily_usage", "fct_daily_client_usage", "fct_hourly_usage",
+         "--full-refresh")
     _dbt(warehouse, as_of, "run", "--select", "fct_cycle_usage", "fct_cycle_usage_by_agent", "fct_cycle_adjustments")
     reporting = _execute(warehouse, "select to_regclass('reporting.rpt_cycle_statements') is not null")[0][0]
     if reporting:
         _dbt(warehouse, as_of, "run", "--select", "models/reporting")
-    _execute(warehouse, "analyze marts.fct_daily_usage; analyze marts.fct_hourly_usage")
+    _execute(warehouse, "analyze marts.fct_daily_usage; analyze marts.fct_daily_client_usage; "
+                        "analyze marts.fct_hourly_usage")
 
 
 def _free_port() -> int:

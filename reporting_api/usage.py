@@ -1,10 +1,10 @@
 """GET /v1/usage: usage per window x group.
 
 Windows are computed first (calendar windows in the requested zone, or each client's billing cycles), then
-split into ranges each source serves (reporting_api/windows.py): whole UTC days from marts.fct_daily_usage,
-whole UTC hours from marts.fct_hourly_usage (when the agent is not a group: that rollup has no agent), the
-rest from marts.fct_usage_events. Every instant of a window is read from exactly one source, so the windows
-add up to the events of [from, to) to the cent.
+split into ranges each source serves (reporting_api/windows.py): whole UTC days from marts.fct_daily_usage
+(marts.fct_daily_client_usage without agents), whole UTC hours from marts.fct_hourly_usage (without agents
+only: it has none), the rest from marts.fct_usage_events. Every instant of a window is read from exactly one
+source, so the windows add up to the events of [from, to) to the cent.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ _SOURCES = {
     # source: (relation, alias, the time column a segment's range selects on, figures)
     "days": ("marts.fct_daily_usage", "daily", "usage_date",
              "daily.quantity, daily.cost_usd, daily.event_count, daily.pending_events, daily.expired_events"),
+    "client_days": ("marts.fct_daily_client_usage", "daily", "usage_date",
+                    "daily.quantity, daily.cost_usd, daily.event_count, daily.pending_events, daily.expired_events"),
     "hours": ("marts.fct_hourly_usage", "hourly", "usage_hour",
               "hourly.quantity, hourly.cost_usd, hourly.event_count, hourly.pending_events, hourly.expired_events"),
     "events": ("marts.fct_usage_events", "events", "occurred_at", _EVENT_FIGURES),
@@ -111,7 +113,9 @@ def _range(source: str, alias: str, column: str, per_client: bool) -> str:
 def _part(query: UsageQuery, source: str, parameters: dict, rows: list[tuple]) -> str:
     """One source's rows, each tagged with its window number. LATERAL: one index range scan per segment
     (time range, and the cycle's client), whatever the planner guesses of the segment list's size."""
-    relation, alias, column, figures = _SOURCES[source]
+    # without the agent, whole days come from the client-grain rollup (a tenth of the rows, or less)
+    relation, alias, column, figures = _SOURCES["client_days" if source == "days" and "agent" not in query.groups
+                                                else source]
     numbers, clients, starts, ends = (list(column) for column in zip(*rows, strict=True))
     cast = "date" if source == "days" else "timestamptz"
     parameters.update({f"{source}_window": numbers, f"{source}_client": clients, f"{source}_from": starts,
