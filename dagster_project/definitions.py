@@ -1,6 +1,6 @@
 """Everything Dagster loads: raw dlt assets, dbt models, resources, jobs, schedules and sensors."""
 
-from dagster import Definitions
+from dagster import Definitions, multiprocess_executor
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
@@ -29,6 +29,9 @@ defs = Definitions(
     schedules=[collect_usage_schedule, daily_rollup_schedule, retention_schedule],
     sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor, report_after_rollup_sensor,
              exports_after_rollup_sensor],
+    # Launched runs (the queue) run each step in a subprocess; forked from a server that has imported these
+    # definitions once per run, instead of each step importing them again (spawn, Dagster's default).
+    executor=multiprocess_executor.configured({"start_method": {"forkserver": {}}}),
     resources={
         "dlt": DagsterDltResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
