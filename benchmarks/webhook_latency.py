@@ -151,20 +151,19 @@ class RssSampler(threading.Thread):
         self.stopping = threading.Event()
 
     @staticmethod
-    def _kind(process: psutil.Process) -> str:
-        command = " ".join(process.cmdline()) + " "
-        if "execute_run" in command:
-            return "run worker"
-        if "multiprocessing" in command:  # the multiprocess executor's step processes (and its forkserver)
-            return "step process"
-        return "dbt" if "/dbt " in command else "other child"
+    def _kind(process: psutil.Process, root: psutil.Process) -> str:
+        """Children of the code server are run workers; below them, the forkserver and its step processes."""
+        if "/dbt " in " ".join(process.cmdline()) + " ":
+            return "dbt"
+        return "run worker" if process.ppid() == root.pid else "step process"
 
     def run(self) -> None:
         while not self.stopping.is_set():
             for name, pid in self.roots.items():
                 try:
                     root = psutil.Process(pid)
-                    members = [(name, root)] + [(self._kind(child), child) for child in root.children(recursive=True)]
+                    members = [(name, root)] + [(self._kind(child, root), child)
+                                                for child in root.children(recursive=True)]
                 except psutil.Error:
                     continue
                 for kind, process in members:
