@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -355,7 +356,12 @@ def main() -> None:
         print(f"webhook -> fct_daily_usage: p50 {result['latency_seconds']['p50']} s, p95 {p95} s, max "
               f"{result['latency_seconds']['max']} s over {len(latencies)} deliveries "
               f"({'meets' if p95 <= TARGET_P95_SECONDS else 'misses'} the {TARGET_P95_SECONDS} s target)")
-    sys.exit(0 if set(statuses) == {200} and len(latencies) == count else 1)
+    complete = set(statuses) == {200} and len(latencies) == count
+    if complete:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        print(f"not every delivery reached the mart; the processes' logs are in {folder}")
+    sys.exit(0 if complete else 1)
 
 
 if __name__ == "__main__":
