@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 import yaml
-from dagster import DagsterInstance
+from dagster import AssetCheckSeverity, DagsterInstance
 
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox import usage
@@ -63,8 +63,8 @@ def _build_anomalies(warehouse, as_of: datetime, full_refresh: bool = False) -> 
 
 
 def _collect(database_factory, tmp_path_factory, config: SandboxConfig, label: str, unpriced: tuple[str, ...] = ()):
-    """The sandbox's whole range collected (the collectors' first run reaches back config.days) and built;
-    the `unpriced` ids never get a price."""
+    """The sandbox's whole range collected (the collectors' first run reaches back config.days) and built, and
+    the build's `anomalies` check; the `unpriced` ids never get a price."""
     warehouse = database_factory(label)
     server = start_in_thread(config)
     server.pending.hold(ids=unpriced)
@@ -77,10 +77,8 @@ def _collect(database_factory, tmp_path_factory, config: SandboxConfig, label: s
             assert result.success, result.summary_lines()
     finally:
         server.shutdown()
-    built = _query(warehouse, "select to_regclass('marts.fct_usage_anomalies') is not null")[0][0]
-    if not built:  # a dbt manifest older than the anomaly models: the pipeline did not know them
-        _build_anomalies(warehouse, AS_OF, full_refresh=True)
-    return warehouse
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "anomalies")
+    return warehouse, check
 
 
 def _findings(warehouse, where: str = "true", params=None) -> list[dict]:
@@ -128,20 +126,20 @@ def _never_priced() -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def planted(database_factory, tmp_path_factory):
-    warehouse = _collect(database_factory, tmp_path_factory, PLANTED, "anomalies_planted", _never_priced())
+    warehouse, check = _collect(database_factory, tmp_path_factory, PLANTED, "anomalies_planted", _never_priced())
     first = _findings(warehouse)
     # OpenRouter's collector fails after the build: the same silence now has a collector to blame
     _query(warehouse, """update ops.collector_state set last_error = 'HTTP 503 from sandbox', consecutive_failures = 1,
                                 last_error_at = last_success_at + interval '10 minutes'
                          where source = 'openrouter' returning 1""")
     _build_anomalies(warehouse, AS_OF + timedelta(hours=1))
-    return {"warehouse": warehouse, "first": first, "second": _findings(warehouse)}
+    return {"warehouse": warehouse, "check": check, "first": first, "second": _findings(warehouse)}
 
 
 @pytest.fixture(scope="module")
 def clean(database_factory, tmp_path_factory):
-    warehouse = _collect(database_factory, tmp_path_factory, CLEAN, "anomalies_clean")
-    return {"warehouse": warehouse, "findings": _findings(warehouse)}
+    warehouse, check = _collect(database_factory, tmp_path_factory, CLEAN, "anomalies_clean")
+    return {"warehouse": warehouse, "check": check, "findings": _findings(warehouse)}
 
 
 # --- planted ------------------------------------------------------------------------------------------
@@ -264,6 +262,16 @@ def test_a_price_that_never_came_is_pending_expired(planted):
         (PLANTED.start_date, clients(PLANTED)[2].client_id, "twilio", len(_never_priced()), "error")]
 
 
+def test_the_planted_kinds_turn_the_anomalies_check_red_in_the_dagster_run(planted):
+    check = planted["check"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    by_kind = check.metadata["by_kind"].value
+    for kind in ("spike error", "missing_data", "orphan_calls", "unattributed_share", "unit_cost_drift",
+                 "quarantine_growth", "pending_expired error"):
+        assert kind in by_kind, by_kind
+    assert check.metadata["open_errors"].value > 0 and check.metadata["worst"].value.startswith("ERROR ")
+
+
 def test_every_finding_is_on_a_completed_day_and_explained(planted):
     for finding in planted["first"] + planted["second"]:
         assert finding["usage_date"] < AS_OF.date() and finding["explanation"] and "\n" not in finding["explanation"]
@@ -293,6 +301,7 @@ def test_sixty_clean_days_raise_no_false_alarm(clean, record_property):
           + "".join(f"\n  {f['kind']} {f['severity']} {f['usage_date']}: {f['explanation']}" for f in alarms))
     assert not [f for f in findings if f["severity"] == "error"]
     assert not [f for f in alarms if f["kind"] in ("spike", "drop")]
+    assert clean["check"].metadata["open_errors"].value == 0
     assert tested > 1000
 
 
