@@ -116,7 +116,7 @@ def stop(processes: dict[str, subprocess.Popen], timeout: float = 30) -> None:
 
 
 @contextmanager
-def dagster_services(env: dict[str, str], home: Path, webserver: bool = True,
+def dagster_services(env: dict[str, str], home: Path, webserver: bool = True, webserver_port: int | None = None,
                      timeout: float = 300) -> Iterator[DagsterServices]:
     """A code server, `dagster-daemon run` and (if asked) `dagster-webserver` on the instance in `home`;
     `env` must name DAGSTER_POSTGRES_URL and the project's settings. Logs go to <home>/<process>.log."""
@@ -125,7 +125,7 @@ def dagster_services(env: dict[str, str], home: Path, webserver: bool = True,
     code_port = free_port()
     workspace = str(write_instance(home, code_port))
     env = {**env, "DAGSTER_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-    webserver_port = free_port() if webserver else None
+    webserver_port = (webserver_port or free_port()) if webserver else None
     services = DagsterServices(home, f"http://127.0.0.1:{webserver_port}" if webserver else None)
     try:
         services.processes["code_server"] = _spawn("code_server", [
@@ -152,7 +152,8 @@ def main() -> int:
         print(f"Set {' and '.join(missing)} (see docs/production.md).", file=sys.stderr)
         return 2
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".local" / "dagster_production")
-    with dagster_services(dict(os.environ), home) as services:
+    port = int(os.environ.get("DAGSTER_PORT", "3000"))
+    with dagster_services(dict(os.environ), home, webserver_port=port) as services:
         print(f"Dagster UI on {services.webserver_url}; logs in {home}. Ctrl-C stops everything.", flush=True)
         try:
             while True:
