@@ -123,10 +123,13 @@ def main() -> None:
         widths = dict(zip(columns, _query(warehouse, "select " + ", ".join(
             f'avg(pg_column_size("{name}"))::int' for name in columns) + " from marts.fct_usage_events")[0],
             strict=True))
-        with warehouse.connect() as connection:
-            connection.autocommit = True
+        connection = warehouse.connect()
+        connection.autocommit = True  # VACUUM runs outside a transaction
+        try:
             with connection.cursor() as cursor:
                 cursor.execute("vacuum full")  # the same rows without dead tuples: the steady state autovacuum keeps
+        finally:
+            connection.close()
         compacted = dict(_query(warehouse, SIZES))
     finally:
         receiver.should_exit = True
