@@ -295,7 +295,7 @@ def test_openrouter_sdk_lists_keys(sandbox):
                     for r in openrouter_activity(CONFIG, client.index, day))
         assert Decimal(str(key.usage)) == usage
         assert key.workspace_id == default_workspace_id(CONFIG)
-        assert key.last_used_at == datetime(2026, 3, 15, 23, 59, tzinfo=UTC)
+        assert key.last_used_at == datetime.combine(CONFIG.end_date, time(23, 59), tzinfo=UTC)
 
 
 def test_openrouter_sdk_pages_keys_by_offset():
@@ -343,7 +343,7 @@ def test_sdks_read_unsettled_by_id_responses_and_the_settled_ones(sandbox):
 
 def test_a_by_id_lookup_generates_only_its_own_client_day(sandbox):
     client = clients(CONFIG)[2]
-    day = CONFIG.start_date
+    day = next(d for d in CONFIG.iter_days() if client_day(CONFIG, client.index, d).twilio_messages)
     call = client_day(CONFIG, client.index, day).retell_calls[0]
     message = client_day(CONFIG, client.index, day).twilio_messages[0]
     retell = _retell(sandbox, client.retell_workspace)

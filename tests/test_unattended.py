@@ -287,8 +287,8 @@ def test_a_damaged_sandbox_passes_when_billed_plus_quarantined_is_what_it_genera
         server.shutdown()
     assert code == 0, output[-3000:]
     assert "Billed + quarantined = generated for every provider." in output and "MISMATCH" not in output
-    rows = {line.split()[0]: line.split() for line in output.splitlines()
-            if line.startswith("  ") and line.split()[0] in figures and line.split()[1].isdigit()}
+    table = output[output.index("Every generated object"):output.index("Per client")]
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.split()[0] in figures}
     for provider, entry in figures.items():
         assert rows[provider][-1] == "ok", output
         generated, damaged_count = int(rows[provider][1]), int(rows[provider][2])
