@@ -36,7 +36,9 @@ pytestmark = pytest.mark.integration
 CONFIG = SandboxConfig(seed=7, clients=3, agents_per_client=2, days=40, calls_per_agent_per_day=2,
                        end_date=TEST_END_DATE,
                        scenarios=(("unregistered_agent", 1, (TEST_END_DATE - timedelta(days=1)).isoformat(), 3),))
-GAP_DAY = TEST_END_DATE - timedelta(days=5)
+# five days before the end or, if the first client sent no SMS that day, the latest earlier day it did
+GAP_DAY = next(day for day in (TEST_END_DATE - timedelta(days=n) for n in range(5, 29))
+               if client_day(CONFIG, 0, day).twilio_messages)
 AS_OF = datetime.combine(TEST_END_DATE + timedelta(days=1), time.min, UTC)  # the end of the rollup's day
 WINDOW_START, WINDOW_END = TEST_END_DATE - timedelta(days=29), TEST_END_DATE
 CHARTS = ("daily-cost", "cycle-comparison", "top-agents")
@@ -115,6 +117,7 @@ def built(database_factory, tmp_path_factory):
             env.setenv(REPORT_DIR_ENV, str(report_dir))
             requests.post(f"{sandbox.base_url}/_sandbox/pending", json={"days": 1}, timeout=5).raise_for_status()
             hidden = [message["sid"] for message in client_day(CONFIG, 0, GAP_DAY).twilio_messages][:2]
+            assert hidden
             requests.post(f"{sandbox.base_url}/_sandbox/hidden", json={"ids": hidden}, timeout=5).raise_for_status()
             today_run = run_pipeline(instance)
             rollup = run_pipeline(instance, TEST_END_DATE.isoformat())
