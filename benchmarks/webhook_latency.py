@@ -282,7 +282,6 @@ def main() -> None:
     days = [END_DATE - timedelta(days=offset) for offset in range(stream_days - 1, -1, -1)]
     now = datetime.combine(END_DATE + timedelta(days=1), day_time(6, 0)).isoformat() + "+00:00"
     port = free_port()
-    stream = deliveries(full, days, port, count)
 
     server = resolve_warehouse()
     names = (f"bench_latency_{os.getpid()}", f"bench_latency_dagster_{os.getpid()}")
@@ -310,6 +309,8 @@ def main() -> None:
                 poller = MartPoller(warehouse)
                 sampler.start()
                 poller.start()
+                # signed now: Retell refuses a signature more than 5 minutes old
+                stream = deliveries(full, days, port, count)
                 sent: dict[str, float] = {}
                 statuses: Counter = Counter()
                 print(f"sending {count} deliveries at {args.rate:g}/s (load {_load()})", flush=True)
