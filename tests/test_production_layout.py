@@ -222,17 +222,20 @@ def production(database_factory, tmp_path_factory):
                 "executionMetadata": {"tags": [{"key": PARTITION_NAME_TAG, "value": CONFIG.today.isoformat()}]}}})
             collect_id = launched["launchRun"]["run"]["runId"]
             with DagsterInstance.from_config(str(services.home)) as instance:
-                deadline, schedules_on = time.monotonic() + 1500, True
+                deadline, schedules_on = time.monotonic() + 2700, True
                 while True:
                     services.check_alive()
                     runs = instance.get_runs()
                     sensors = {run.tags.get(SENSOR_TAG) for run in runs if run.status == DagsterRunStatus.SUCCESS}
                     done = not [run for run in runs if run.status in UNFINISHED]
-                    if schedules_on and {"build_after_collection_sensor", "webhook_deliveries_sensor"} <= sensors:
+                    collected = instance.get_run_by_id(collect_id).status not in UNFINISHED
+                    if schedules_on and collected:  # the schedules were on while the collection went through
                         _stop_schedules(services)
                         schedules_on = False
                         continue  # what a tick launched meanwhile, and the build after it, still finish
-                    if done and (not schedules_on or any(run.status == DagsterRunStatus.FAILURE for run in runs)):
+                    built = {"build_after_collection_sensor", "webhook_deliveries_sensor"} <= sensors
+                    if done and ((built and not schedules_on) or any(run.status == DagsterRunStatus.FAILURE
+                                                                     for run in runs)):
                         time.sleep(35)  # a sensor that saw a run finish launches its follower within 30 s
                         if not [run for run in instance.get_runs() if run.status in UNFINISHED]:
                             break
