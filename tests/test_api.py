@@ -34,13 +34,17 @@ from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 from sandbox.usage import client_day
-from tests.conftest import TEST_END_DATE, TEST_NOW, pipeline_environment, run_pipeline
+from tests.conftest import pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 
 # Ten days, 6-15 March 2026: New York springs forward on the 8th.
+# The cases are written around the United States' DST change of 2026-03-08, so this module keeps its own
+# fixed dates and business clock whatever end date the rest of the suite runs on.
+API_END_DATE = date(2026, 3, 15)
+API_NOW = "2026-03-16T06:00:00+00:00"
 CONFIG = SandboxConfig(seed=7, clients=3, agents_per_client=2, days=10, calls_per_agent_per_day=6,
-                       end_date=TEST_END_DATE)
+                       end_date=API_END_DATE)
 NEW_YORK = ZoneInfo("America/New_York")
 PROBLEM = "application/problem+json"
 
@@ -61,6 +65,13 @@ def _held_call(client_index: int) -> str:
     """A priced Retell call of the last day whose price the sandbox keeps back: a pending event."""
     calls = client_day(CONFIG, client_index, CONFIG.end_date).retell_calls
     return [call for call in calls if call["call_cost"]["combined_cost"] > 0][-1]["call_id"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def api_clock():
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(NOW_ENV, API_NOW)
+        yield API_NOW
 
 
 @pytest.fixture(scope="module")
@@ -435,7 +446,7 @@ def test_a_client_token_sees_only_its_client(http, tokens, warehouse):
     assert [c["id"] for c in _get(http, tokens, "/v1/clients", "client_001").json()["data"]] == ["client_001"]
     rows = _all_pages(http, tokens, "/v1/usage?from=2026-03-06&group_by=client", "client_001")
     assert {row["client_id"] for row in rows} == {"client_001"}
-    events = _events(warehouse, datetime(2026, 3, 6, tzinfo=UTC), datetime.fromisoformat(TEST_NOW), "client_001")
+    events = _events(warehouse, datetime(2026, 3, 6, tzinfo=UTC), datetime.fromisoformat(API_NOW), "client_001")
     assert sum(Decimal(row["cost_usd"]) for row in rows) == sum(event["cost_usd"] or 0 for event in events)
 
 
@@ -485,7 +496,7 @@ def _free_port() -> int:
 def test_the_served_api_logs_requests_but_never_a_token(warehouse, tokens, tmp_path):
     port = _free_port()
     environment = {**os.environ, PROVIDERS_ENV: "live", DATABASE_URL_ENV: warehouse.url,
-                   PII_SALT_ENV: SANDBOX_PII_SALT, "BILLING_USAGE_API_PORT": str(port), NOW_ENV: TEST_NOW}
+                   PII_SALT_ENV: SANDBOX_PII_SALT, "BILLING_USAGE_API_PORT": str(port), NOW_ENV: API_NOW}
     log = tmp_path / "api.log"
     with open(log, "wb") as output:
         server = subprocess.Popen([sys.executable, "-m", "reporting_api"], env=environment, stdout=output,
@@ -525,7 +536,7 @@ def test_cycles_are_listed_newest_first_with_their_status(http, tokens, warehous
     assert current["status"] == "open" and current["local_start_date"] == "2026-03-15"
     assert previous["status"] == "settling" and previous["end"] == "2026-03-14T23:00:00+00:00"  # grace period
     assert rows[-1]["status"] == "closed"
-    assert all(datetime.fromisoformat(row["start"]) < datetime.fromisoformat(TEST_NOW) for row in rows)
+    assert all(datetime.fromisoformat(row["start"]) < datetime.fromisoformat(API_NOW) for row in rows)
 
 
 def _statement(http, tokens, client_id: str, cycle_id: str, who: str = "agency", **headers):
