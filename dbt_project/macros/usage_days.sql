@@ -20,6 +20,11 @@
     {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {% endmacro %}
 
+{# How far the events a day rollup was built from reach: the next build rebuilds the days observed since. #}
+{% macro usage_observed_through() -%}
+    (select max(last_observed_at) from {{ ref('fct_usage_events') }})
+{%- endmacro %}
+
 {# Pre-hook of fct_daily_usage: clear the days about to be rebuilt (a day may now have no rows). #}
 {% macro clear_usage_days() %}
     {%- if is_incremental() -%}

@@ -9,22 +9,14 @@
     indexes=[{'columns': ['usage_date']}, {'columns': ['client_id', 'usage_date']}],
 ) }}
 
-{% set observed_through %}
-    (select max(last_observed_at) from {{ ref('fct_usage_events') }})
-{% endset %}
-
 select
     usage_date,
     client_id,
     provider,
     metric,
     unit,
-    sum(quantity) as quantity,
-    sum(cost_usd) as cost_usd,  -- settled costs only: pending_events says how many are still unpriced
-    count(*) as event_count,
-    count(*) filter (where cost_status = 'pending') as pending_events,
-    count(*) filter (where cost_status = 'expired') as expired_events,
-    {{ observed_through }} as observed_through
+    {{ usage_measures() }},
+    {{ usage_observed_through() }} as observed_through
 
 from {{ ref('fct_usage_events') }}
 where {{ usage_days_to_rebuild() }}
