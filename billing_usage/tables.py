@@ -47,6 +47,17 @@ create table if not exists ops.usage_event_removals (
     usage_date date not null,              -- a day that lost events: fct_daily_usage rebuilds it
     removed_at timestamptz not null default clock_timestamp()
 );
+create table if not exists ops.usage_event_changes (
+    client_id text,                        -- a client x UTC day whose events fct_usage_events rewrote or removed
+    usage_date date,                       -- (before and after the change): the cycle models recompute it
+    changed_at timestamptz not null default clock_timestamp()
+);
+create index if not exists usage_event_changes_changed_at on ops.usage_event_changes (changed_at);
+create table if not exists ops.rollup_watermarks (
+    model text primary key,                -- a model that reads ops.usage_event_changes
+    processed timestamptz,                 -- the last change its last successful build read
+    pending timestamptz                    -- the last change the build under way reads
+);
 create table if not exists ops.alerts (
     alert_id text primary key,             -- one per transition: a check failing or recovering, a run failing
     kind text not null,                    -- check_failed | check_recovered | run_failed

@@ -1,14 +1,16 @@
 {# Append-only ledger of changes to closed cycles: whenever the events of a closed cycle no longer
    sum to its frozen total plus the adjustments already booked, the difference is booked here, with
-   the events that changed after close and the cycle it bills into (the client's cycle open now). #}
+   the events that changed after close and the cycle it bills into (the client's cycle open now). A build
+   compares only the closed cycles whose events changed since the last one (usage_event_changes). #}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns',
-          full_refresh=false) }}
+          full_refresh=false, pre_hook="{{ pin_rollup_watermark() }}", post_hook="{{ advance_rollup_watermark() }}") }}
 
 with closed as (
 
-    select * from {{ ref('fct_cycle_usage') }}
+    select * from {{ ref('fct_cycle_usage') }} as cycles
     where cycle_status = 'closed'
       and cycle_id not in (select cycle_id from ops.retention_purges)  -- their events are gone on purpose
+      and {{ cycle_has_changes('cycles') }}
 
 ),
 

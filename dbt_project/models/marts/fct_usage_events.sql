@@ -2,7 +2,8 @@
    Incremental: a run recomputes only the objects changed since the last one (see
    changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes,
    and rows of recomputed objects that are no longer billable (quarantined, or a metric gone) are
-   deleted by the post-hook. cost_status says whether the provider's price has settled; a pending one
+   deleted by the post-hook; the client-days of recomputed objects go to ops.usage_event_changes for the
+   cycle models. cost_status says whether the provider's price has settled; a pending one
    past var('pending_max_age_days') is expired (and recomputed once to say so). The occurred_at index serves
    the reporting API's time ranges; a post-hook creates it, so tables built before it get it too. #}
 {% set changed = changed_usage_objects() %}
@@ -17,9 +18,9 @@
       {'columns': ['usage_date']},
       {'columns': ['last_observed_at']},
     ],
-    pre_hook="{{ pin_usage_event_watermarks() }}",
-    post_hook=["{{ delete_stale_usage_events() }}", "{{ advance_usage_event_watermarks() }}",
-               "{{ ensure_index(this, 'occurred_at') }}"],
+    pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ log_usage_event_changes(before=true) }}"],
+    post_hook=["{{ delete_stale_usage_events() }}", "{{ log_usage_event_changes() }}",
+               "{{ advance_usage_event_watermarks() }}", "{{ ensure_index(this, 'occurred_at') }}"],
 ) }}
 
 with events as (
