@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,19 +31,33 @@ def _event(warehouse, external_id: str, metric: str) -> tuple:
         return cursor.fetchone()
 
 
-def _dbt_run_fct(warehouse, target: Path) -> str:
-    """dbt run of fct_usage_events alone; returns its compiled SQL."""
+def _dbt_run(warehouse, target: Path, *arguments: str) -> None:
     result = subprocess.run(
-        [DBT_EXECUTABLE, "run", "--select", "fct_usage_events", "--project-dir", str(DBT_PROJECT_DIR),
+        [DBT_EXECUTABLE, "run", *arguments, "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
         capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
     assert result.returncode == 0, result.stdout[-3000:]
-    return next(target.rglob("compiled/**/fct_usage_events.sql")).read_text()
 
 
-def _rows_inserted(target: Path) -> int:
+def _compiled(target: Path, model: str) -> str:
+    return next(target.rglob(f"compiled/**/{model}.sql")).read_text()
+
+
+def _dbt_run_fct(warehouse, target: Path) -> str:
+    """dbt run of fct_usage_events alone; returns its compiled SQL."""
+    _dbt_run(warehouse, target, "--select", "fct_usage_events")
+    return _compiled(target, "fct_usage_events")
+
+
+def _rows_inserted(target: Path, model: str = "fct_usage_events") -> int:
     results = json.loads((target / "run_results.json").read_text())["results"]
-    return next(r for r in results if r["unique_id"].endswith(".fct_usage_events"))["adapter_response"]["rows_affected"]
+    return next(r for r in results if r["unique_id"].endswith(f".{model}"))["adapter_response"]["rows_affected"]
+
+
+def _calls(warehouse) -> list[tuple]:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select * from marts.fct_calls order by conversation_id")
+        return cursor.fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +133,31 @@ def test_nothing_new_recomputes_nothing_and_mappings_reattribute(settled):
         assert cursor.fetchone()[0] == 0
         cursor.execute("select count(*) from marts.fct_usage_events where client_id = %s", (client.client_id,))
         assert cursor.fetchone()[0] > 0
+
+
+def test_conversations_built_incrementally_equal_a_full_rebuild(settled):
+    """fct_calls recomputes only the conversations of changed client-days, and ends where a full rebuild does."""
+    warehouse, client = settled["warehouse"], clients(SMALL)[0]
+    _dbt_run(warehouse, settled["tmp"] / "calls_all", "--select", "fct_calls")
+    assert "rebuilt_calls" not in _compiled(settled["tmp"] / "calls_all", "fct_calls")  # the directory moved
+    day = SMALL.end_date - timedelta(days=2)
+    call = {"call_id": "call_web_late", "agent_id": client.agents[0].retell_agent_id, "call_type": "web_call",
+            "call_status": "ended", "duration_ms": 60_000,
+            "start_timestamp": int(datetime.combine(day, time(12), UTC).timestamp() * 1000),
+            "call_cost": {"product_costs": [], "total_duration_seconds": 60, "combined_cost": 120}}
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
+                       "values ('late-web', 'call_analyzed', %s, %s)",
+                       (call["call_id"], json.dumps({"event": "call_analyzed", "call": call})))
+        cursor.execute("""select count(*) from marts.fct_calls
+                          where client_id = %s and (started_at at time zone 'UTC')::date = %s""",
+                       (client.client_id, day))
+        conversations_that_day = cursor.fetchone()[0]
+    target = settled["tmp"] / "calls_changed"
+    _dbt_run(warehouse, target, "--select", "fct_usage_events", "fct_calls")
+    assert "rebuilt_calls" in _compiled(target, "fct_calls")
+    assert _rows_inserted(target, "fct_calls") == conversations_that_day + 1
+    incremental = _calls(warehouse)
+    assert [row for row in incremental if row[0] == "call_web_late"]
+    _dbt_run(warehouse, settled["tmp"] / "calls_full", "--select", "fct_calls", "--full-refresh")
+    assert _calls(warehouse) == incremental

@@ -5,7 +5,7 @@
    recomputes every object logs one row with a null client, meaning everything. The cycle models read the
    log from their own watermark in ops.rollup_watermarks, pinned by a pre-hook and advanced by a post-hook
    in the model's transaction, as fct_usage_events does with its raw tables. Builds are serialized, so
-   changed_at only grows from one build to the next. Nothing here runs a query while rendering. #}
+   changed_at only grows from one build to the next. Rendering only reads; the hooks write. #}
 
 {# Pre- and post-hook of fct_usage_events: log the client-days of the objects this build recomputes. #}
 {% macro log_usage_event_changes(before=false) %}
@@ -39,21 +39,97 @@
     update ops.rollup_watermarks set processed = pending where model = '{{ this.identifier }}'
 {% endmacro %}
 
-{# A condition on a relation of cycles (alias `cycles`): true when events of the cycle changed since the
-   model's last build, or when the model has none yet. #}
+{# Whether this build of a model reading the log recomputes everything: on its first build, before its
+   watermark exists, and after fct_usage_events recomputed every object. Decided from reads only. #}
+{% macro rebuilds_all_changes() %}
+    {%- if not execute or not is_incremental() -%}{{ return(true) }}{%- endif -%}
+    {%- set everything = run_query("select processed is null or exists (select 1 from ops.usage_event_changes "
+        ~ "where client_id is null and changed_at > processed) from (select (select processed from "
+        ~ "ops.rollup_watermarks where model = '" ~ this.identifier ~ "') as processed) as watermark") -%}
+    {{ return(everything.columns[0].values()[0]) }}
+{% endmacro %}
+
+{# The log's rows this build reads, under the alias `changes`. #}
+{% macro changes_since_last_build() -%}
+    changes.changed_at > (select processed from ops.rollup_watermarks where model = '{{ this.identifier }}')
+    and changes.changed_at <= (select pending from ops.rollup_watermarks where model = '{{ this.identifier }}')
+{%- endmacro %}
+
+{# A condition on a relation of cycles: true when events of the cycle changed since the model's last build. #}
 {% macro cycle_has_changes(cycles='cycles') -%}
-    {%- if not is_incremental() -%}
+    {%- if rebuilds_all_changes() -%}
     true
     {%- else -%}
-    ((select processed from ops.rollup_watermarks where model = '{{ this.identifier }}') is null
-     or exists (
+    exists (
         select 1 from ops.usage_event_changes as changes
-        where changes.changed_at > (select processed from ops.rollup_watermarks where model = '{{ this.identifier }}')
-          and changes.changed_at <= (select pending from ops.rollup_watermarks where model = '{{ this.identifier }}')
-          and (changes.client_id is null
-               or (changes.client_id = {{ cycles }}.client_id
-                   and changes.usage_date >= ({{ cycles }}.cycle_start at time zone 'UTC')::date
-                   and changes.usage_date <= ({{ cycles }}.cycle_end at time zone 'UTC')::date))
-     ))
+        where {{ changes_since_last_build() }}
+          and changes.client_id = {{ cycles }}.client_id
+          and changes.usage_date >= ({{ cycles }}.cycle_start at time zone 'UTC')::date
+          and changes.usage_date <= ({{ cycles }}.cycle_end at time zone 'UTC')::date
+    )
     {%- endif -%}
 {%- endmacro %}
+
+{# CTEs naming what fct_calls recomputes: the Retell calls and Twilio legs of the changed client-days, the
+   legs those calls link to, and both keys of every stored conversation holding one of them or lying on a
+   changed client-day (so a removed call or leg leaves its conversation). #}
+{% macro changed_conversation_keys() -%}
+    changed_days as (
+
+        select distinct client_id, usage_date from ops.usage_event_changes as changes
+        where {{ changes_since_last_build() }}
+
+    ),
+
+    changed_calls as (
+
+        select events.provider, events.external_id, events.linked_external_id
+        from {{ ref('fct_usage_events') }} as events
+        inner join changed_days
+            on changed_days.client_id = events.client_id and changed_days.usage_date = events.usage_date
+        where events.provider in ('retell', 'twilio') and events.object_type = 'call'
+
+    ),
+
+    stored_conversations as (
+
+        select stored.call_id, stored.twilio_call_sid
+        from {{ this }} as stored
+        where stored.call_id in (select external_id from changed_calls where provider = 'retell')
+           or stored.twilio_call_sid in (select external_id from changed_calls where provider = 'twilio')
+           or stored.twilio_call_sid in (select linked_external_id from changed_calls where provider = 'retell')
+           or (stored.client_id, (stored.started_at at time zone 'UTC')::date) in (select * from changed_days)
+
+    ),
+
+    rebuilt_calls as (
+
+        select external_id as call_id from changed_calls where provider = 'retell'
+        union
+        select call_id from stored_conversations where call_id is not null
+
+    ),
+
+    rebuilt_legs as (
+
+        select external_id as call_sid from changed_calls where provider = 'twilio'
+        union
+        select linked_external_id from changed_calls where provider = 'retell' and linked_external_id is not null
+        union
+        select twilio_call_sid from stored_conversations where twilio_call_sid is not null
+
+    )
+{%- endmacro %}
+
+{# Pre-hook of fct_calls: delete the stored conversations this build recomputes. #}
+{% macro clear_changed_conversations() %}
+    {%- if not is_incremental() -%}
+    select 1
+    {%- elif rebuilds_all_changes() -%}
+    delete from {{ this }}
+    {%- else -%}
+    with {{ changed_conversation_keys() }}
+    delete from {{ this }}
+    where call_id in (select call_id from rebuilt_calls) or twilio_call_sid in (select call_sid from rebuilt_legs)
+    {%- endif -%}
+{% endmacro %}

@@ -1,9 +1,28 @@
 {# One row per conversation: the Retell call, its Twilio leg and its LLM usage, with the cost per
-   provider and in total. Legs and calls that do not find each other are kept and labelled. #}
-with events as (
+   provider and in total. Legs and calls that do not find each other are kept and labelled.
+   Incremental: a build deletes and recomputes only the conversations touched by the client-days whose
+   events changed since the last one (changed_conversation_keys). #}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook=["{{ pin_rollup_watermark() }}", "{{ clear_changed_conversations() }}"],
+    post_hook=["{{ advance_rollup_watermark() }}", "{{ ensure_index(this, 'call_id') }}",
+               "{{ ensure_index(this, 'twilio_call_sid') }}", "{{ ensure_index(this, 'started_at') }}"],
+) }}
+{% set rebuilt_only = is_incremental() and not rebuilds_all_changes() %}
+
+with {% if rebuilt_only %}{{ changed_conversation_keys() }},
+
+{% endif -%}
+events as (
 
     select * from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and object_type = 'call'
+    {%- if rebuilt_only %}
+      and ((provider = 'retell' and external_id in (select call_id from rebuilt_calls))
+           or (provider = 'twilio' and external_id in (select call_sid from rebuilt_legs)))
+    {%- endif %}
 
 ),
 
