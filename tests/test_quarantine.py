@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -12,6 +14,7 @@ from decimal import Decimal
 import pytest
 import uvicorn
 
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
@@ -161,3 +164,46 @@ def test_quarantine_keeps_no_phone_numbers_or_message_bodies(damaged_run):
                                                 where details::text ~ '\+1(202|303)[0-9]{7}'
                                                    or details::text like '%%appointment is confirmed%%'""")
     assert leaked == [(0,)]
+
+
+def _dbt_run(warehouse, target, *arguments: str) -> None:
+    result = subprocess.run([DBT_EXECUTABLE, "run", *arguments, "--project-dir", str(DBT_PROJECT_DIR),
+                             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
+                            capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_quarantine_rewrites_only_changed_objects_and_equals_a_full_rebuild(damaged_run, tmp_path):
+    """A repaired record leaves quarantine for fct_usage_events; the build touched that object alone."""
+    warehouse = damaged_run["warehouse"]
+    (sid,), = _query(warehouse, """select external_id from marts.quarantine where provider = 'twilio'
+                                   and object_type = 'call' and reason = 'negative_cost' order by 1 limit 1""")
+    (collector_rows,), = _query(warehouse, "select count(*) from marts.quarantine where stage = 'collector'")
+    # a build re-reads the webhook deliveries of the last 5 minutes before its watermark (late commits)
+    (re_read,), = _query(warehouse, """
+        with recent_calls as (
+            select call_id as id from raw_webhooks.retell_events
+            where received_at > (select max(received_at) - interval '5 minutes' from raw_webhooks.retell_events)
+        ), recent_sids as (
+            select sid as id from raw_webhooks.twilio_callbacks
+            where received_at > (select max(received_at) - interval '5 minutes' from raw_webhooks.twilio_callbacks)
+        )
+        select count(*) from marts.quarantine where stage = 'normalization' and (
+            (provider = 'retell' and external_id in (select id from recent_calls))
+            or (provider = 'twilio' and external_id in (select id from recent_sids)))""")
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("update raw_twilio.calls set price = '-' || price, _dlt_load_id = '9999999999.0' "
+                       "where sid = %s returning price", (sid,))
+        price = Decimal(cursor.fetchone()[0])
+    _dbt_run(warehouse, tmp_path / "incremental", "--select", "fct_usage_events", "quarantine")
+    compiled = next((tmp_path / "incremental").rglob("compiled/**/quarantine.sql")).read_text()
+    assert "external_id = any((" in compiled
+    results = json.loads((tmp_path / "incremental" / "run_results.json").read_text())["results"]
+    inserted = next(r for r in results if r["unique_id"].endswith(".quarantine"))["adapter_response"]["rows_affected"]
+    assert inserted == collector_rows + re_read  # the repaired object has no rejected row any more
+    assert _query(warehouse, f"select count(*) from marts.quarantine where external_id = '{sid}'") == [(0,)]
+    assert _query(warehouse, f"""select cost_usd from marts.fct_usage_events
+                                 where external_id = '{sid}' and metric = 'voice_minutes'""") == [(-price,)]
+    incremental = _query(warehouse, "select * from marts.quarantine order by quarantine_id")
+    _dbt_run(warehouse, tmp_path / "full", "--select", "quarantine", "--full-refresh")
+    assert _query(warehouse, "select * from marts.quarantine order by quarantine_id") == incremental

@@ -1,8 +1,10 @@
-{# Incremental bookkeeping for fct_usage_events.
+{# Incremental bookkeeping for the models recomputed per changed provider object: fct_usage_events and
+   quarantine.
 
-   ops.usage_event_watermarks (created by billing_usage/tables.py) holds, per raw table of the
-   registry, how far the last successful build read (`processed`) and how far the build under way
-   reads (`pending`). Nothing here writes while a model is rendered (compile, docs, show): the
+   ops.usage_event_watermarks (created by billing_usage/tables.py) holds, per model and raw table of the
+   registry, how far the model's last successful build read (`processed`) and how far the build under way
+   reads (`pending`); fct_usage_events' rows are named by the raw table alone, the others' by
+   `model:raw table` (_watermark_key). Nothing here writes while a model is rendered (compile, docs, show): the
    pre-hook pins `pending`, the model recomputes the objects whose raw rows lie in (processed, pending],
    the post-hooks delete stale rows of exactly those objects and move `processed` up to `pending`, all
    in the model's transaction, so a failed or killed build leaves the watermarks where they were.
@@ -49,8 +51,12 @@
      from {{ raw_source('directory', 'resource_assignments') }})
 {%- endmacro %}
 
+{% macro _watermark_key(raw_table) -%}
+    {{ raw_table if this.identifier == 'fct_usage_events' else this.identifier ~ ':' ~ raw_table }}
+{%- endmacro %}
+
 {% macro _watermark(raw_table, column) -%}
-    (select {{ column }} from ops.usage_event_watermarks where raw_table = '{{ raw_table }}')
+    (select {{ column }} from ops.usage_event_watermarks where raw_table = '{{ _watermark_key(raw_table) }}')
 {%- endmacro %}
 
 {# Rows after `processed` (up to `pending`, once pinned), compared on the raw column itself so its
@@ -72,11 +78,11 @@
 {% macro pin_usage_event_watermarks() %}
     insert into ops.usage_event_watermarks (raw_table, pending)
     {% for table in usage_event_raw_tables() -%}
-    select '{{ table.watermark }}', (select max({{ _position(table.progress) }})
+    select '{{ _watermark_key(table.watermark) }}', (select max({{ _position(table.progress) }})
                                      from {{ raw_source(table.source_name, table.name) }})
     union all
     {% endfor -%}
-    select 'directory', {{ directory_fingerprint() }}
+    select '{{ _watermark_key('directory') }}', {{ directory_fingerprint() }}
     on conflict (raw_table) do update set pending = excluded.pending
 {% endmacro %}
 
@@ -84,9 +90,10 @@
    raw rows in the window, and pending prices that have just expired. `true` recomputes all of them: on a
    first build (or one from before a column existed), after the directory changed (attribution may move
    anywhere), or when more than max_rows raw rows changed (recomputing everything is then cheaper).
-   Decided from reads only. #}
+   For fct_usage_events, also its pending prices that have just expired. Decided from reads only. #}
 {% macro changed_usage_objects(max_rows=200000) %}
-    {%- if not execute or not is_incremental() or not has_column(this, 'cost_status') -%}
+    {%- set events = this.identifier == 'fct_usage_events' -%}
+    {%- if not execute or not is_incremental() or (events and not has_column(this, 'cost_status')) -%}
         {{ return('true') }}
     {%- endif -%}
     {%- set watermarks = adapter.get_relation(database=target.database, schema='ops',
@@ -117,9 +124,11 @@
     {%- for kind, arrays in keys_by_kind.items() -%}
         {%- set provider, object_type = kind.split(':') -%}
         {#- pending prices that have just expired change status without any new raw row -#}
+        {%- if events -%}
         {%- do arrays.append("coalesce((select array_agg(external_id) from " ~ this ~ " where provider = '"
             ~ provider ~ "' and object_type = '" ~ object_type ~ "' and cost_status = 'pending' and occurred_at < "
             ~ pending_expires_before() ~ "), '{}')") -%}
+        {%- endif -%}
         {%- do conditions.append("(provider = '" ~ provider ~ "' and object_type = '" ~ object_type
             ~ "' and external_id = any((" ~ arrays | join(" || ") ~ ")::text[]))") -%}
     {%- endfor -%}
@@ -145,4 +154,15 @@
 {# Last post-hook: what this build read is now processed. #}
 {% macro advance_usage_event_watermarks() %}
     update ops.usage_event_watermarks set processed = pending
+    where raw_table in ('{{ _watermark_key('directory') }}'
+        {%- for table in usage_event_raw_tables() %}, '{{ _watermark_key(table.watermark) }}'{% endfor %})
+{% endmacro %}
+
+{# Pre-hook of quarantine: delete the rows this build rewrites. #}
+{% macro clear_changed_quarantine() %}
+    {%- if is_incremental() -%}
+    delete from {{ this }} where stage = 'collector' or (stage = 'normalization' and {{ changed_usage_objects() }})
+    {%- else -%}
+    select 1
+    {%- endif -%}
 {% endmacro %}

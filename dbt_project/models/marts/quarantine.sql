@@ -1,5 +1,17 @@
 {# Every provider object we do not bill, with the reason: rows the collectors could not load
-   (no id) and objects normalization rejected. Costs stay as reported, in their own currency. #}
+   (no id) and objects normalization rejected. Costs stay as reported, in their own currency.
+   Incremental like fct_usage_events, with watermarks of its own: a build rewrites the rows of the objects
+   whose raw rows changed since its last one, and the collectors' few rejected records. #}
+{% set changed = changed_usage_objects() %}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ clear_changed_quarantine() }}"],
+    post_hook="{{ advance_usage_event_watermarks() }}",
+    indexes=[{'columns': ['provider', 'object_type', 'external_id']}],
+) }}
+
 with rejected_events as (
 
     select
@@ -18,6 +30,7 @@ with rejected_events as (
         attributes as details
     from {{ ref('int_usage_events_checked') }}
     where quarantine_reason is not null
+      and {{ changed }}
 
 ),
 
