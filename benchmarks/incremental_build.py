@@ -1,9 +1,11 @@
-"""fct_usage_events build cost: full build against incremental builds with nothing or a little new.
+"""Incremental build cost: full build against incremental builds with nothing or a little new.
 
     python -m benchmarks.incremental_build [--clients 20] [--days 14] [--calls 20]
 
 Collects the sandbox into a fresh database, then times `dbt run --select fct_usage_events`:
 a full refresh, an incremental run with nothing new, and one after N objects were re-loaded.
+Then the same N objects again for every model (`dbt run`), with the five slowest models and the
+sequential scans that run made of fct_usage_events and the raw tables (pg_stat_user_tables).
 """
 
 from __future__ import annotations
@@ -40,6 +42,40 @@ def _dbt(warehouse, *args: str) -> float:
     return round(time.perf_counter() - started, 2)
 
 
+def _touch(warehouse, objects: int, load_id: str) -> None:
+    """Re-stamp N Retell calls as if a new load had brought them again."""
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("update raw_retell.calls set _dlt_load_id = %s where call_id in "
+                       "(select call_id from raw_retell.calls order by call_id limit %s)", (load_id, objects))
+
+
+def _whole_project_incremental(warehouse, objects: int, scratch: str) -> dict:
+    """Every model once in full, then incrementally after N objects changed: time, slowest models, scans."""
+    full = _dbt(warehouse, "run")
+    _touch(warehouse, objects, "9999999999.1")
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select pg_stat_reset()")
+    incremental = _dbt(warehouse, "run", "--target-path", scratch)
+    time.sleep(1)  # statistics reach the shared counters when the dbt connections close
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("""select schemaname || '.' || relname, seq_scan, seq_tup_read from pg_stat_user_tables
+                          where (schemaname like 'raw\\_%' or (schemaname, relname) = ('marts', 'fct_usage_events'))
+                            and seq_scan > 0 order by seq_tup_read desc""")
+        scans = {name: {"seq_scans": count, "rows_read": rows} for name, count, rows in cursor.fetchall()}
+    with open(os.path.join(scratch, "run_results.json")) as handle:
+        results = json.load(handle)["results"]
+    slowest = sorted(results, key=lambda result: result["execution_time"], reverse=True)[:5]
+    return {"all_models_full_seconds": full, f"all_models_{objects}_objects_seconds": incremental,
+            "slowest_models": {r["unique_id"].split(".")[-1]: round(r["execution_time"], 2) for r in slowest},
+            "sequential_scans": scans}
+
+
+def _model_seconds() -> float:
+    """fct_usage_events' own time in the last run (its SQL and hooks, without dbt's start-up)."""
+    with open(DBT_PROJECT_DIR / "target" / "run_results.json") as handle:
+        return round(json.load(handle)["results"][0]["execution_time"], 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=20)
@@ -74,20 +110,25 @@ def main() -> None:
         _dbt(warehouse, "build", "--select", "+fct_usage_events", "--exclude", "fct_usage_events",
              "--resource-type", "model", "--resource-type", "snapshot")
         full = _dbt(warehouse, "run", "--select", "fct_usage_events", "--full-refresh")
+        model = {"full_refresh": _model_seconds()}
         idle = _dbt(warehouse, "run", "--select", "fct_usage_events")
+        model["nothing_new"] = _model_seconds()
+        _touch(warehouse, args.touched, "9999999999.0")
         with warehouse.connect() as connection, connection.cursor() as cursor:
-            cursor.execute("update raw_retell.calls set _dlt_load_id = '9999999999.0' where call_id in "
-                           "(select call_id from raw_retell.calls order by call_id limit %s)", (args.touched,))
             cursor.execute("select count(*) from marts.fct_usage_events")
             events = cursor.fetchone()[0]
         touched = _dbt(warehouse, "run", "--select", "fct_usage_events")
+        model[f"{args.touched}_objects"] = _model_seconds()
+        with tempfile.TemporaryDirectory() as scratch:
+            whole = _whole_project_incremental(warehouse, args.touched, scratch)
     finally:
         sandbox.shutdown()
         if not args.keep:
             drop_database(server, database)
     print(json.dumps({"database": database, "retell_calls": calls, "usage_events": events, "full_refresh_seconds": full,
                       "incremental_nothing_new_seconds": idle,
-                      f"incremental_{args.touched}_objects_seconds": touched}))
+                      f"incremental_{args.touched}_objects_seconds": touched,
+                      "fct_usage_events_model_seconds": model, **whole}))
 
 
 if __name__ == "__main__":

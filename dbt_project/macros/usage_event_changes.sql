@@ -1,11 +1,12 @@
-{# Which billing cycles a build must recompute.
+{# What the models downstream of fct_usage_events recompute: the cycle models and fct_calls.
 
    fct_usage_events logs in ops.usage_event_changes every client x UTC day whose events it rewrites or
    removes, before and after the change (an event may move to another client or day); a build that
-   recomputes every object logs one row with a null client, meaning everything. The cycle models read the
-   log from their own watermark in ops.rollup_watermarks, pinned by a pre-hook and advanced by a post-hook
-   in the model's transaction, as fct_usage_events does with its raw tables. Builds are serialized, so
-   changed_at only grows from one build to the next. Rendering only reads; the hooks write. #}
+   recomputes every object logs one row with a null client, meaning everything. The cycle models and
+   fct_calls read the log from their own watermark in ops.rollup_watermarks, pinned by a pre-hook and
+   advanced by a post-hook in the model's transaction, as fct_usage_events does with its raw tables.
+   Builds are serialized, so changed_at only grows from one build to the next. Rendering only reads;
+   the hooks write. #}
 
 {# Pre- and post-hook of fct_usage_events: log the client-days of the objects this build recomputes. #}
 {% macro log_usage_event_changes(before=false) %}
@@ -93,12 +94,21 @@
 
     stored_conversations as (
 
+        {#- one branch per index of fct_calls: call_id, twilio_call_sid, started_at #}
+        select call_id, twilio_call_sid from {{ this }}
+        where call_id in (select external_id from changed_calls where provider = 'retell')
+        union
+        select call_id, twilio_call_sid from {{ this }}
+        where twilio_call_sid in (select external_id from changed_calls where provider = 'twilio'
+                                  union all
+                                  select linked_external_id from changed_calls where provider = 'retell')
+        union
         select stored.call_id, stored.twilio_call_sid
         from {{ this }} as stored
-        where stored.call_id in (select external_id from changed_calls where provider = 'retell')
-           or stored.twilio_call_sid in (select external_id from changed_calls where provider = 'twilio')
-           or stored.twilio_call_sid in (select linked_external_id from changed_calls where provider = 'retell')
-           or (stored.client_id, (stored.started_at at time zone 'UTC')::date) in (select * from changed_days)
+        inner join changed_days
+            on stored.client_id = changed_days.client_id
+            and stored.started_at >= changed_days.usage_date::timestamp at time zone 'UTC'
+            and stored.started_at < (changed_days.usage_date + 1)::timestamp at time zone 'UTC'
 
     ),
 
