@@ -9,10 +9,12 @@ from billing_usage.warehouse import Warehouse
 
 
 def ensure_raw_indexes(warehouse: Warehouse, owner: str) -> list[str]:
-    """Create the missing indexes of `owner`'s raw tables that exist; returns the names created."""
+    """Create the missing indexes of `owner`'s raw tables that exist; returns the names created. A table
+    that gets an index is analyzed too: on a first load it has no statistics yet, and the planner would
+    guess a third of it for `_dlt_load_id > x` and scan it whole."""
     wanted = [(table, columns) for table in owned_by(owner) if table.role == "objects" and table.progress == "load"
               for columns in (table.key, ("_dlt_load_id",))]
-    created = []
+    created, analyze = [], set()
     with warehouse.connect() as connection, connection.cursor() as cursor:
         for table, columns in wanted:
             cursor.execute("select to_regclass(%s)", (table.relation,))
@@ -24,4 +26,7 @@ def ensure_raw_indexes(warehouse: Warehouse, owner: str) -> list[str]:
                 quoted = ", ".join(f'"{column}"' for column in columns)
                 cursor.execute(f'create index "{name}" on {table.schema}."{table.name}" ({quoted})')
                 created.append(name)
+                analyze.add(f'{table.schema}."{table.name}"')
+        for relation in sorted(analyze):
+            cursor.execute(f"analyze {relation}")
     return created

@@ -26,9 +26,9 @@ def _query(warehouse, sql: str, params=None) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _build(warehouse, as_of: datetime, *select: str) -> subprocess.CompletedProcess:
+def _build(warehouse, as_of: datetime, *select: str, command: str = "build") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DBT_EXECUTABLE, "build", "--exclude", "test_type:unit", *(["--select", *select] if select else []),
+        [DBT_EXECUTABLE, command, "--exclude", "test_type:unit", *(["--select", *select] if select else []),
          "--vars", json.dumps({"as_of": as_of.isoformat(), "retention_months": RETENTION_MONTHS}),
          "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
         capture_output=True, text=True, env={**os.environ, **warehouse.dbt_env()})
@@ -49,11 +49,27 @@ def retained(database_factory, sandbox_server, tmp_path_factory):
         assert run_pipeline().success
         assert _build(warehouse, AS_OF).returncode == 0
         with warehouse.connect() as connection, connection.cursor() as cursor:
-            # client_002's stored aggregate no longer matches its events: its cycle must not be purged
-            cursor.execute("update marts.fct_cycle_usage set cost_usd = cost_usd + 1 "
-                           "where client_id = 'client_002' and provider = 'retell' and metric = 'voice_seconds'")
-            tampered = cursor.rowcount  # one row per cycle the generated days touch
+            # after close, Retell raises one call of each of client_002's cycles by $1: the closed totals no
+            # longer match the events, so the cycles must not be purged until the ledger books the difference
+            cursor.execute("""
+                update raw_retell.calls
+                set call_cost = jsonb_set(call_cost, '{combined_cost}',
+                                          to_jsonb((call_cost ->> 'combined_cost')::numeric + 100)),
+                    _dlt_load_id = '9999999999.0'
+                where call_id in (
+                    select distinct on (cycles.cycle_id) events.external_id
+                    from marts.fct_cycle_usage as cycles
+                    inner join marts.fct_usage_events as events
+                        on events.client_id = cycles.client_id and events.occurred_at >= cycles.cycle_start
+                        and events.occurred_at < cycles.cycle_end
+                    where cycles.client_id = 'client_002' and cycles.provider = 'retell'
+                      and cycles.metric = 'voice_seconds' and events.metric = 'voice_seconds'
+                      and events.cost_usd is not null
+                    order by cycles.cycle_id, events.external_id)""")
+            tampered = cursor.rowcount  # one call per cycle the generated days touch
         # retention decides on what the models hold at a build: here, before the ledger books the difference
+        # (a run: the identity test on the cycles would rightly fail until then)
+        assert _build(warehouse, AS_OF, "fct_usage_events", command="run").returncode == 0
         assert _build(warehouse, AS_OF, "retention_cycles", "retention_raw_rows").returncode == 0
         before = _counts(warehouse)
         dry = run_retention(warehouse, dry_run=True)
@@ -103,7 +119,7 @@ def test_a_refused_cycle_waits_until_the_ledger_reconciles_it(retained):
     # The next build books the difference as an adjustment; then the cycle reconciles and may go.
     adjustments = _query(retained["warehouse"], "select client_id, delta_cost_usd, reason "
                                                 "from marts.fct_cycle_adjustments")
-    assert adjustments == [("client_002", -1, "removed_after_close")] * retained["tampered"]
+    assert adjustments == [("client_002", 1, "changed_after_close")] * retained["tampered"]
     assert [c.client_id for c in retained["again"].purge] == ["client_002"] * retained["tampered"]
     assert not retained["again"].refused
     checks = {e.check_name: e.passed for e in retained["asset_run"].get_asset_check_evaluations()}

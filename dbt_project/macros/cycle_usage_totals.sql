@@ -18,6 +18,9 @@
         on events.client_id = cycles.client_id
         and events.occurred_at >= cycles.cycle_start
         and events.occurred_at < cycles.cycle_end
+    {#- the span of all the cycles, computed once, lets the occurred_at index read only their events #}
+    where events.occurred_at >= (select min(cycle_start) from {{ cycles }})
+      and events.occurred_at < (select max(cycle_end) from {{ cycles }})
     group by cycles.cycle_id, cycles.client_id, cycles.cycle_start, cycles.cycle_end,
         {% for column in grain %}events.{{ column }},{% endfor %} events.provider, events.metric, events.unit
 {%- endmacro %}

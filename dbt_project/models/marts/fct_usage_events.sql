@@ -5,7 +5,8 @@
    deleted by the post-hook; the client-days of recomputed objects go to ops.usage_event_changes for the
    cycle models. cost_status says whether the provider's price has settled; a pending one
    past var('pending_max_age_days') is expired (and recomputed once to say so). The occurred_at index serves
-   the reporting API's time ranges; a post-hook creates it, so tables built before it get it too. #}
+   the reporting API's time ranges, the partial index on pending events the collectors' list of prices to
+   fetch again; post-hooks create them, so tables built before them get them too. #}
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
@@ -13,14 +14,14 @@
     unique_key='usage_event_id',
     on_schema_change='append_new_columns',
     indexes=[
-      {'columns': ['usage_event_id'], 'unique': True},
       {'columns': ['provider', 'object_type', 'external_id']},
       {'columns': ['usage_date']},
       {'columns': ['last_observed_at']},
     ],
     pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ log_usage_event_changes(before=true) }}"],
     post_hook=["{{ delete_stale_usage_events() }}", "{{ log_usage_event_changes() }}",
-               "{{ advance_usage_event_watermarks() }}", "{{ ensure_index(this, 'occurred_at') }}"],
+               "{{ advance_usage_event_watermarks() }}", "{{ ensure_index(this, 'occurred_at') }}",
+               "{{ ensure_index(this, 'provider', where=\"(cost_status = 'pending'::text)\") }}"],
 ) }}
 
 with events as (

@@ -27,6 +27,8 @@ events as (
         on eligible.client_id = events.client_id
         and events.occurred_at >= eligible.cycle_start
         and events.occurred_at < eligible.cycle_end
+    where events.occurred_at >= (select min(cycle_start) from eligible)  -- lets the occurred_at index serve
+      and events.occurred_at < (select max(cycle_end) from eligible)
     group by eligible.cycle_id, events.provider, events.metric
 
 ),

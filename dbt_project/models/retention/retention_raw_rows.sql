@@ -10,6 +10,8 @@ with purged_objects as (
         and events.occurred_at >= cycles.cycle_start
         and events.occurred_at < cycles.cycle_end
     where cycles.may_purge
+      and events.occurred_at >= (select min(cycle_start) from {{ ref('retention_cycles') }} where may_purge)
+      and events.occurred_at < (select max(cycle_end) from {{ ref('retention_cycles') }} where may_purge)
 
 )
 
