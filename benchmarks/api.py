@@ -34,25 +34,17 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import dlt
 import requests
-import yaml
 
-from billing_usage.raw_indexes import ensure_raw_indexes
+from benchmarks.sandbox_load import collect_sandbox
 from billing_usage.settings import DATABASE_URL_ENV, NOW_ENV, PII_SALT_ENV, PROVIDERS_ENV, SANDBOX_PII_SALT
-from billing_usage.tables import ensure_tables, store_pii_salt
+from billing_usage.tables import ensure_tables
 from billing_usage.warehouse import Warehouse, create_database, drop_database, resolve_warehouse
-from cli.local_env import sandbox_source_config
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
-from dlt_sources.directory import directory_source
-from dlt_sources.openrouter import openrouter_source
-from dlt_sources.retell import retell_source
-from dlt_sources.twilio import twilio_source
 from reporting_api.db import WORK_MEM
 from reporting_api.tokens import create_token
 from reporting_api.usage import UsageQuery, usage_sql
 from reporting_api.usage import windows as usage_windows
-from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
@@ -94,22 +86,9 @@ def build_seed(warehouse: Warehouse, end: date, as_of: datetime) -> None:
                            end_date=end)
     sandbox = start_in_thread(config)
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            path = os.path.join(scratch, "directory.yaml")
-            with open(path, "w") as handle:
-                yaml.safe_dump(directory(config), handle)
-            os.environ.update(sandbox_source_config(sandbox.base_url, config, path))
-            for name, source in (("retell", retell_source), ("twilio", twilio_source),
-                                 ("openrouter", openrouter_source), ("directory", directory_source)):
-                dlt.pipeline(pipeline_name=name, dataset_name=f"raw_{name}", pipelines_dir=scratch,
-                             destination=dlt.destinations.postgres(credentials=warehouse.url)).run(source())
-                ensure_raw_indexes(warehouse, name)
+        collect_sandbox(warehouse, sandbox.base_url, config)
     finally:
         sandbox.shutdown()
-    connection = warehouse.connect()
-    ensure_tables(connection)
-    store_pii_salt(connection, SANDBOX_PII_SALT)
-    connection.close()
     _dbt(warehouse, as_of, "build", "--resource-type", "model", "--resource-type", "snapshot")
 
 

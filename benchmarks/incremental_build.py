@@ -17,20 +17,9 @@ import subprocess
 import tempfile
 import time
 
-import dlt
-import yaml
-
-from billing_usage.raw_indexes import ensure_raw_indexes
-from billing_usage.settings import SANDBOX_PII_SALT
-from billing_usage.tables import ensure_tables, store_pii_salt
+from benchmarks.sandbox_load import collect_sandbox
 from billing_usage.warehouse import create_database, drop_database, resolve_warehouse
-from cli.local_env import sandbox_source_config
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
-from dlt_sources.directory import directory_source
-from dlt_sources.openrouter import openrouter_source
-from dlt_sources.retell import retell_source
-from dlt_sources.twilio import twilio_source
-from sandbox.agency import directory
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
@@ -94,22 +83,10 @@ def main() -> None:
     database = f"bench_incremental_{os.getpid()}"
     warehouse = create_database(server, database)
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            path = os.path.join(scratch, "directory.yaml")
-            with open(path, "w") as handle:
-                yaml.safe_dump(directory(config), handle)
-            os.environ.update(sandbox_source_config(sandbox.base_url, config, path))
-            for name, source in (("retell", retell_source), ("twilio", twilio_source),
-                                 ("openrouter", openrouter_source), ("directory", directory_source)):
-                dlt.pipeline(pipeline_name=name, dataset_name=f"raw_{name}", pipelines_dir=scratch,
-                             destination=dlt.destinations.postgres(credentials=warehouse.url)).run(source())
-                ensure_raw_indexes(warehouse, name)
-        with warehouse.connect() as connection:
-            ensure_tables(connection)
-            store_pii_salt(connection, SANDBOX_PII_SALT)
-            with connection.cursor() as cursor:
-                cursor.execute("select count(*) from raw_retell.calls")
-                calls = cursor.fetchone()[0]
+        collect_sandbox(warehouse, sandbox.base_url, config)
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select count(*) from raw_retell.calls")
+            calls = cursor.fetchone()[0]
         _dbt(warehouse, "build", "--select", "+fct_usage_events", "--exclude", "fct_usage_events",
              "--resource-type", "model", "--resource-type", "snapshot")
         full = _dbt(warehouse, "run", "--select", "fct_usage_events", "--full-refresh")
