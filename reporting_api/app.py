@@ -192,11 +192,7 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             if built is not None:
                 built.execute(cursor)
                 found = [_usage_row(row, query, windows) for row in cursor.fetchall()]
-            page = found[:query.limit]
-            return json_response(request, {
-                "object": "list", "data": page, "has_more": len(found) > query.limit,
-                "next_starting_after": page[-1]["id"] if page and len(found) > query.limit else None,
-                "query": echo, "data_refreshed_at": plain(refreshed)})
+            return json_response(request, _page(found, query.limit, refreshed, query=echo))
 
     def _usage_csv(query: UsageQuery, windows: list) -> Iterator[bytes]:
         """The CSV, streamed from a server-side cursor. Lazy: the connection is taken when the stream starts
@@ -237,11 +233,8 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             params.reject_unknown(request, LIST_PARAMETERS)
             page_size = params.limit(request)
             found = queries.clients(cursor, principal, params.single(request, "starting_after"), page_size + 1)
-            page = [_client(dict(zip(queries.CLIENT_COLUMNS, row, strict=True))) for row in found[:page_size]]
-            return json_response(request, {
-                "object": "list", "data": page, "has_more": len(found) > page_size,
-                "next_starting_after": page[-1]["id"] if len(found) > page_size else None,
-                "data_refreshed_at": plain(refreshed_at(cursor))})
+            clients = [_client(dict(zip(queries.CLIENT_COLUMNS, row, strict=True))) for row in found]
+            return json_response(request, _page(clients, page_size, refreshed_at(cursor)))
 
     @app.get("/v1/clients/{client_id}/cycles", response_model=schemas.CycleList, tags=["clients"],
              responses={**PROBLEM_RESPONSES, **NOT_MODIFIED}, summary="A client's billing cycles, newest first")
@@ -261,11 +254,7 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             refreshed = refreshed_at(cursor)
             found = statements.cycles(cursor, client_id, now(), params.single(request, "starting_after"),
                                       page_size + 1)
-            page = [_cycle(row) for row in found[:page_size]]
-            return json_response(request, {
-                "object": "list", "data": page, "has_more": len(found) > page_size,
-                "next_starting_after": page[-1]["id"] if len(found) > page_size else None,
-                "data_refreshed_at": plain(refreshed)})
+            return json_response(request, _page([_cycle(row) for row in found], page_size, refreshed))
 
     @app.get("/v1/clients/{client_id}/cycles/{cycle_id}/statement", response_model=schemas.Statement,
              tags=["clients"], responses={**PROBLEM_RESPONSES, **NOT_MODIFIED, 200: CSV_RESPONSE},
@@ -297,6 +286,13 @@ def create_app(connect: Callable[..., object], now: Callable[[], datetime] = utc
             return json_response(request, statements.as_json(document, refreshed))
 
     return app
+
+
+def _page(items: list[dict], page_size: int, refreshed: datetime | None, **extra) -> dict:
+    """A list's envelope: the first `page_size` items (one more was read, to tell whether more follow)."""
+    page, more = items[:page_size], len(items) > page_size
+    return {"object": "list", "data": page, "has_more": more,
+            "next_starting_after": page[-1]["id"] if more else None, **extra, "data_refreshed_at": plain(refreshed)}
 
 
 def _window_cells(query: UsageQuery, windows: list) -> list[list[str]]:
