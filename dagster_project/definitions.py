@@ -14,6 +14,7 @@ from dagster_project.jobs import (
     collect_usage_job,
     collect_usage_schedule,
     daily_rollup_schedule,
+    refresh_day_rollups_job,
 )
 from dagster_project.report import report_after_rollup_sensor, usage_report, usage_report_job
 from dagster_project.resources import WarehouseResource
@@ -25,7 +26,8 @@ defs = Definitions(
     assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention,
             usage_report, *export_assets],
     asset_checks=[*collection_checks, prices_settle, coverage_check, anomalies_check],
-    jobs=[collect_usage_job, build_models_job, retention_job, usage_report_job, export_cycles_job],
+    jobs=[collect_usage_job, build_models_job, refresh_day_rollups_job, retention_job, usage_report_job,
+          export_cycles_job],
     schedules=[collect_usage_schedule, daily_rollup_schedule, retention_schedule],
     sensors=[build_after_collection_sensor, webhook_deliveries_sensor, alerts_sensor, report_after_rollup_sensor,
              exports_after_rollup_sensor],

@@ -5,6 +5,7 @@ failed or not, is followed by a build of the same partitions."""
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     DagsterRunStatus,
     DefaultScheduleStatus,
@@ -36,6 +37,18 @@ collect_usage_job = define_asset_job(
     partitions_def=daily_partitions,
     description="Collect from every provider into the raw tables. Today's partition follows the collectors' "
                 "cursors; any other partition range re-collects exactly those days.",
+)
+
+DAY_ROLLUPS = [AssetKey(["marts", name]) for name in ("fct_daily_usage", "fct_daily_client_usage", "fct_hourly_usage")]
+
+refresh_day_rollups_job = define_asset_job(
+    "refresh_day_rollups",
+    selection=(AssetSelection.assets(*DAY_ROLLUPS).upstream() & AssetSelection.assets(billing_dbt_models))
+    .without_checks(),
+    partitions_def=daily_partitions,
+    description="New webhook deliveries to the day rollups: only the models on the way to fct_daily_usage, "
+                "fct_daily_client_usage and fct_hourly_usage, without tests. The build after each collection "
+                "does the rest (cycles, coverage, anomalies, every test).",
 )
 
 build_models_job = define_asset_job(

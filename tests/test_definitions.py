@@ -62,6 +62,15 @@ def test_collection_and_build_jobs_schedule_and_sensor_are_defined():
     assert defs.resolve_sensor_def("build_after_collection_sensor").job_name == "build_models"
 
 
+def test_webhooks_refresh_only_the_path_to_the_day_rollups():
+    refresh = defs.resolve_job_def("refresh_day_rollups")
+    models = {key.path[-1] for key in refresh.asset_layer.executable_asset_keys}
+    assert {"fct_usage_events", "fct_daily_usage", "fct_daily_client_usage", "fct_hourly_usage"} <= models
+    assert not models & {"fct_cycle_usage", "fct_calls", "coverage_comparisons", "fct_usage_anomalies", "quarantine"}
+    assert not refresh.asset_layer.asset_graph.asset_check_keys  # the tests run in the build after collection
+    assert defs.resolve_sensor_def("webhook_deliveries_sensor").job_name == "refresh_day_rollups"
+
+
 def test_production_dbt_build_excludes_unit_tests_and_fixes_the_clock():
     args = dbt_build_args("2026-03-16T06:00:00+00:00", ("2026-03-01", "2026-03-03"))
     assert args[0] == "build"

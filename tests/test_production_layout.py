@@ -293,7 +293,7 @@ def test_the_sensors_launch_the_builds_and_every_run_succeeds(production):
     assert after[0].tags[SENSOR_TAG] == "build_after_collection_sensor"
     assert after[0].tags[PARTITION_NAME_TAG] == CONFIG.today.isoformat()
     from_webhooks = [run for run in runs if run.tags.get(SENSOR_TAG) == "webhook_deliveries_sensor"]
-    assert from_webhooks and all(run.job_name == "build_models" for run in from_webhooks)
+    assert from_webhooks and all(run.job_name == "refresh_day_rollups" for run in from_webhooks)
     for run in runs:  # the queue took every run, whoever launched it
         assert [event for event in production["events"][run.run_id] if event in QUEUE_PATH] == QUEUE_PATH
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 import requests
 import uvicorn
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import DagsterInstance, DagsterRunStatus, SensorResult, SkipReason, build_sensor_context
 
 from billing_usage.signatures import retell_signature, twilio_signature
 from dagster_project.resources import WarehouseResource
@@ -76,10 +76,19 @@ def flow(database_factory, sandbox_server, tmp_path_factory):
             first = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
             context.update_cursor(first.cursor)
             second = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
-        refresh = run_job("build_models", instance)
+            # a refresh that has not started yet will read a delivery that lands now: no second request
+            waiting = instance.create_run_for_job(defs.resolve_job_def("refresh_day_rollups"),
+                                                  status=DagsterRunStatus.NOT_STARTED)
+            with warehouse.connect() as connection, connection.cursor() as cursor:
+                cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
+                               "select 'replayed', event, call_id, payload from raw_webhooks.retell_events limit 1")
+            coalesced = defs.resolve_sensor_def("webhook_deliveries_sensor")(context)
+            instance.delete_run(waiting.run_id)
+        refresh = run_job("refresh_day_rollups", instance)
     server.should_exit = True
     thread.join(5)
-    yield {"warehouse": warehouse, "statuses": statuses, "sensor": (first, second), "refresh": refresh}
+    yield {"warehouse": warehouse, "statuses": statuses, "sensor": (first, second), "coalesced": coalesced,
+           "refresh": refresh}
 
 
 def test_sensor_requests_one_refresh_per_batch_of_new_deliveries(flow):
@@ -88,6 +97,13 @@ def test_sensor_requests_one_refresh_per_batch_of_new_deliveries(flow):
     assert {event.asset_key.path[-1] for event in first.asset_events} == {"retell_events", "twilio_callbacks"}
     assert isinstance(second, SkipReason)
     assert flow["refresh"].success
+
+
+def test_a_refresh_waiting_to_start_takes_new_deliveries_without_another_request(flow):
+    first, coalesced = flow["sensor"][0], flow["coalesced"]
+    assert isinstance(coalesced, SensorResult) and coalesced.run_requests == []
+    assert [event.asset_key.path[-1] for event in coalesced.asset_events] == ["retell_events"]
+    assert json.loads(coalesced.cursor)["received"] > json.loads(first.cursor)["received"]
 
 
 def test_objects_seen_by_both_channels_are_single_events(flow):
