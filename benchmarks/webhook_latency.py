@@ -246,10 +246,11 @@ def _runs_summary(instance) -> dict:
 
 
 def _build_timeline(instance, stream_started_at: float) -> list[dict]:
-    """Each build_models run: queued, run started, dbt step started and finished, in seconds after the stream began."""
+    """Each run that builds models (the webhooks' refresh, the build after a collection): queued, run started,
+    dbt step started and finished, in seconds after the stream began."""
     timeline = []
     for record in sorted(instance.get_run_records(), key=lambda record: record.create_timestamp.timestamp()):
-        if record.dagster_run.job_name != "build_models":
+        if record.dagster_run.job_name not in ("refresh_day_rollups", "build_models"):
             continue
         logs = instance.all_logs(record.dagster_run.run_id)
         step = {entry.dagster_event.event_type.name: entry.timestamp for entry in logs
@@ -258,7 +259,8 @@ def _build_timeline(instance, stream_started_at: float) -> list[dict]:
         def after(moment):
             return None if moment is None else round(moment - stream_started_at, 1)
 
-        timeline.append({"by": record.dagster_run.tags.get("dagster/sensor_name", "?"),
+        timeline.append({"job": record.dagster_run.job_name,
+                         "by": record.dagster_run.tags.get("dagster/sensor_name", "?"),
                          "queued": after(record.create_timestamp.timestamp()), "run_started": after(record.start_time),
                          "dbt_started": after(step.get("STEP_START")), "dbt_finished": after(step.get("STEP_SUCCESS")),
                          "status": record.dagster_run.status.value})
