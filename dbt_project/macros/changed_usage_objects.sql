@@ -61,16 +61,12 @@
 
 {# Rows after `processed` (up to `pending`, once pinned), compared on the raw column itself so its
    index serves. Webhook rows are re-read with an overlap, for deliveries committed after later ones.
-   `processed`: the watermarks read beforehand (raw table -> value), compared as literals, so the planner
-   estimates from the column's statistics (a parameter's guess of a third of the table picks a sequential
-   scan); omitted, the watermark is read by the statement itself. #}
-{% macro _changed_rows(table, up_to_pending=true, overlap_minutes=5, processed=none) -%}
-    {%- if processed is none -%}
-        {%- set since = _watermark(table.watermark, 'processed') -%}
-    {%- else -%}
-        {%- set value = processed.get(_watermark_key(table.watermark)) -%}
-        {%- set since = ("'" ~ value ~ "'") if value is not none else 'null' -%}
-    {%- endif -%}
+   `processed`: the watermarks read while rendering (raw table -> value; a pin never moves them), compared
+   as literals, so the planner estimates from the column's statistics (a parameter's guess of a third of
+   the table picks a sequential scan). #}
+{% macro _changed_rows(table, processed, up_to_pending=true, overlap_minutes=5) -%}
+    {%- set value = processed.get(_watermark_key(table.watermark)) -%}
+    {%- set since = ("'" ~ value ~ "'") if value is not none else 'null' -%}
     {%- if table.progress == 'load' -%}
         _dlt_load_id > coalesce({{ since }}, '')
         {%- if up_to_pending %} and _dlt_load_id <= {{ _watermark(table.watermark, 'pending') }}{% endif %}
@@ -117,7 +113,7 @@
     {%- set counts = [] -%}
     {%- for table in usage_event_raw_tables() -%}
         {%- do counts.append("(select count(*) from " ~ raw_source(table.source_name, table.name) ~ " where "
-            ~ _changed_rows(table, up_to_pending=false, processed=processed) ~ ")") -%}
+            ~ _changed_rows(table, processed, up_to_pending=false) ~ ")") -%}
     {%- endfor -%}
     {%- if run_query("select " ~ counts | join(" + ")).columns[0].values()[0] > max_rows -%}
         {{ return('true') }}
@@ -128,7 +124,7 @@
         {%- for kind in (['call', 'message'] if object_type == '*' else [object_type]) -%}
             {%- do keys_by_kind.setdefault(provider ~ ':' ~ kind, []).append(
                 "coalesce((select array_agg(" ~ _object_key(table) ~ ") from "
-                ~ raw_source(table.source_name, table.name) ~ " where " ~ _changed_rows(table)
+                ~ raw_source(table.source_name, table.name) ~ " where " ~ _changed_rows(table, processed)
                 ~ (" and resource = '" ~ kind ~ "'" if object_type == '*' else "") ~ "), '{}')") -%}
         {%- endfor -%}
     {%- endfor -%}
@@ -148,7 +144,9 @@
 {% endmacro %}
 
 {# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
-   gone). Their days are recorded in ops.usage_event_removals so fct_daily_usage rebuilds them. #}
+   gone). Their days are recorded in ops.usage_event_removals so fct_daily_usage rebuilds them; then the
+   client-days the recomputed objects now lie on go to ops.usage_event_changes (one decision of what
+   changed serves both statements). #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
     with removed as (
@@ -160,7 +158,8 @@
           )
         returning usage_date
     )
-    insert into ops.usage_event_removals (usage_date) select distinct usage_date from removed
+    insert into ops.usage_event_removals (usage_date) select distinct usage_date from removed;
+    {{ _log_usage_event_changes(changed) }}
 {% endmacro %}
 
 {# Last post-hook: what this build read is now processed. #}

@@ -8,24 +8,26 @@
    Builds are serialized, so changed_at only grows from one build to the next. Rendering only reads;
    the hooks write. #}
 
-{# Pre- and post-hook of fct_usage_events: log the client-days of the objects this build recomputes. #}
-{% macro log_usage_event_changes(before=false) %}
-    {%- if before and not is_incremental() -%}
-    select 1
-    {%- else -%}
-    {%- set changed = changed_usage_objects() -%}
-    {%- if before -%}
+{# Pre-hook of fct_usage_events: log the client-days the objects this build recomputes lie on now, and
+   trim what every reader has read. delete_stale_usage_events logs where they lie after the build. #}
+{% macro log_usage_event_changes() %}
+    {%- if is_incremental() -%}
     delete from ops.usage_event_changes
     where changed_at <= (select min(processed) from ops.rollup_watermarks);
-    {% endif -%}
+    {{ _log_usage_event_changes(changed_usage_objects()) }}
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{% endmacro %}
+
+{% macro _log_usage_event_changes(changed) -%}
     insert into ops.usage_event_changes (client_id, usage_date)
     {% if changed == 'true' -%}
     values (null, null)
     {%- else -%}
     select distinct client_id, usage_date from {{ this }} where {{ changed }}
     {%- endif -%}
-    {%- endif -%}
-{% endmacro %}
+{%- endmacro %}
 
 {# Pre-hook of a model reading the log: pin the last change this build reads. #}
 {% macro pin_rollup_watermark() %}

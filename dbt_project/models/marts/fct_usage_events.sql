@@ -18,8 +18,8 @@
       {'columns': ['usage_date']},
       {'columns': ['last_observed_at']},
     ],
-    pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ log_usage_event_changes(before=true) }}"],
-    post_hook=["{{ delete_stale_usage_events() }}", "{{ log_usage_event_changes() }}",
+    pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ log_usage_event_changes() }}"],
+    post_hook=["{{ delete_stale_usage_events() }}",
                "{{ advance_usage_event_watermarks() }}", "{{ ensure_index(this, 'occurred_at') }}",
                "{{ ensure_index(this, 'provider', where=\"(cost_status = 'pending'::text)\") }}"],
 ) }}
