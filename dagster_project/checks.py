@@ -51,7 +51,7 @@ collection_checks = [_collection_check(table.owner, AssetKey(list(table.asset_ke
                      for table in raw_tables() if table.collection_check]
 
 
-STUCK_AFTER = timedelta(days=3)  # past the collectors' look-back: only the by-id re-fetch can settle it
+STUCK_AFTER = timedelta(days=3)  # prices settle within hours; the collectors keep fetching it by id
 
 PENDING_SQL = """
     select count(*) filter (where cost_status = 'pending'),
@@ -68,7 +68,7 @@ WORST_PENDING_SQL = """
 
 
 @asset_check(asset=AssetKey(["marts", "fct_usage_events"]), name="prices_settle", blocking=False,
-             description="No price stays pending past the collectors' look-back (WARN: it is being fetched again "
+             description="No price stays pending more than 3 days (WARN: it is being fetched again "
                          "by id) and none expired unpriced (ERROR). A null cost is never summed as zero.")
 def prices_settle(warehouse: WarehouseResource) -> AssetCheckResult:
     with warehouse.warehouse.connect() as connection, connection.cursor() as cursor:

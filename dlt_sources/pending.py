@@ -1,22 +1,27 @@
-"""Objects the warehouse still holds as pending (a price or cost not settled), fetched again by id.
+"""Objects that can still change (a price or cost not settled), fetched again by id.
 
-The look-back windows only re-read recent objects; a price that settles later than that would stay
-null forever. So each regular run is also given the ids still pending, and fetches those its window
-did not already return, one by one, into the same resource (same table, same primary key). By-id
-fetches never move a cursor; a backfill ignores them.
+A regular run lists only what started since its cursor, less a short overlap; objects listed earlier
+change only while their price is open. So each run fetches again, one by one and into the same resource
+(same table, same primary key), the ids that its listing did not return and that are still open:
+- those it saw itself without a final price (kept in the account's state, see OpenObjects), so a price
+  settles with the next run whether or not a model build ran in between;
+- those the warehouse still holds as pending (given by the Dagster asset from `fct_usage_events`).
+By-id fetches never move a cursor; a backfill neither makes nor uses them.
 
     resource_state["accounts"][<account>] also holds, for resources that take pending ids:
-        "refetched_last_run": objects fetched by id, "settled_last_run": how many of them are now settled,
-        "not_found_last_run": how many ids the provider answered 404 for (deleted, or not visible to us),
-        "not_found_ids_last_run": those ids,
+        "open": {id: the day it was first seen unsettled}, "open_dropped_last_run": ids dropped from it
+        after OPEN_MAX_AGE_DAYS, "refetched_last_run": objects fetched by id, "settled_last_run": how many
+        of them are now settled, "not_found_last_run": how many ids the provider answered 404 for
+        (deleted, or not visible to us), "not_found_ids_last_run": those ids,
     and resource_state["pending_skipped_last_run"] lists ids whose account this run does not collect.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import dlt
 
@@ -26,6 +31,40 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 100  # objects fetched by id per yielded page
 NOT_FOUND = 404
+OPEN_MAX_AGE_DAYS = 35  # the models' var pending_max_age_days: older, an unpriced object is expired
+
+
+class OpenObjects:
+    """The ids one account was last seen holding unsettled, each with the day first seen so, in its
+    state (it commits with the load that saw them)."""
+
+    def __init__(self, account_state: dict, today: date, key: str, is_settled: Callable[[dict], bool]):
+        self.ids: dict[str, str] = account_state.setdefault("open", {})
+        self.state, self.today, self.key, self.is_settled = account_state, today.isoformat(), key, is_settled
+
+    def to_fetch(self) -> list[str]:
+        """The open ids, less those first seen more than OPEN_MAX_AGE_DAYS ago (dropped, and counted)."""
+        oldest = (date.fromisoformat(self.today) - timedelta(days=OPEN_MAX_AGE_DAYS)).isoformat()
+        dropped = [object_id for object_id, seen in self.ids.items() if seen < oldest]
+        for object_id in dropped:
+            del self.ids[object_id]
+        self.state["open_dropped_last_run"] = len(dropped)
+        return list(self.ids)
+
+    def saw(self, page: list[dict]) -> list[dict]:
+        for record in page:
+            object_id = record.get(self.key)
+            if not isinstance(object_id, str):
+                continue
+            if self.is_settled(record):
+                self.ids.pop(object_id, None)
+            else:
+                self.ids.setdefault(object_id, self.today)
+        return page
+
+    def forget(self, not_found: Iterable[str]) -> None:
+        for object_id in not_found:
+            self.ids.pop(object_id, None)
 
 
 @dataclass

@@ -16,12 +16,14 @@ from decimal import Decimal
 import dlt
 import pytest
 import requests
+import yaml
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from billing_usage.settings import NOW_ENV, PROJECT_ROOT
 from dlt_sources.http_client import ProviderClient, ProviderError, retry_after_seconds
 from dlt_sources.openrouter import missed_days, openrouter_source
+from dlt_sources.pending import OPEN_MAX_AGE_DAYS
 from dlt_sources.retell import retell_source
 from dlt_sources.twilio import twilio_source
 from dlt_sources.twilio.helpers import NextPageUriPaginator
@@ -262,8 +264,62 @@ def test_second_run_rereads_only_the_lookback_window(sandbox_server, warehouse, 
     in_window = sum(1 for c in _generated(SMALL, "retell") if c["start_timestamp"] >= window_start)
     assert first["rows_last_run"] == len(_generated(SMALL, "retell"))
     assert second["rows_last_run"] == in_window < first["rows_last_run"]
-    assert second["cursor"] > first["cursor"]
+    newest = max(c["start_timestamp"] for c in _generated(SMALL, "retell"))
+    assert second["cursor"] == first["cursor"] == newest  # the newest call listed, not the run's start
     assert _scalar(warehouse, "select count(*) from raw_retell.calls") == first["rows_last_run"]
+
+
+def test_a_run_with_nothing_new_reads_again_only_what_can_still_change(sandbox_server, warehouse, pipelines_dir,
+                                                                       monkeypatch):
+    """Defaults: Retell lists again an hour behind its cursor, Twilio from its cursor's day. What a run saw
+    unpriced is fetched again by id on the next runs, with no model build in between, until it settles or
+    was first seen more than OPEN_MAX_AGE_DAYS ago."""
+    settles, never_settles = client_day(SMALL, 0, SMALL.start_date).retell_calls[:2]
+    held_leg = client_day(SMALL, 0, SMALL.start_date).twilio_calls[0]
+    _hold(sandbox_server, [settles["call_id"], never_settles["call_id"], held_leg["sid"]])
+    retell, twilio = _pipeline(warehouse, "retell", pipelines_dir), _pipeline(warehouse, "twilio", pipelines_dir)
+
+    def collect(now: datetime) -> tuple[dict, dict, dict]:
+        monkeypatch.setenv(NOW_ENV, now.isoformat())
+        retell.run(_retell(sandbox_server))
+        twilio.run(_twilio(sandbox_server))
+        return (_accounts_state(retell, "retell", "calls")["ws0"], _accounts_state(twilio, "twilio", "calls"),
+                _accounts_state(twilio, "twilio", "messages"))
+
+    first_run = datetime.fromisoformat(TEST_NOW)
+    seen_on = first_run.date().isoformat()
+    calls, legs, _ = collect(first_run)
+    assert calls["open"] == {settles["call_id"]: seen_on, never_settles["call_id"]: seen_on}
+    assert legs[held_leg["account_sid"]]["open"] == {held_leg["sid"]: seen_on}
+
+    calls, legs, messages = collect(first_run + timedelta(hours=1))  # nothing new, nothing settled
+    overlap = sum(1 for c in _generated(SMALL, "retell") if c["start_timestamp"] >= calls["cursor"] - 3_600_000)
+    assert 0 < overlap < len(_generated(SMALL, "retell")) / SMALL.days  # the newest call's last hour
+    assert (calls["rows_last_run"], calls["refetched_last_run"], calls["settled_last_run"]) == (overlap + 2, 2, 0)
+    assert {sid: state["rows_last_run"] for sid, state in legs.items() if state["rows_last_run"]} == {
+        held_leg["account_sid"]: 1}
+    assert sum(state["rows_last_run"] for state in messages.values()) == 0
+
+    _settle(sandbox_server, [settles["call_id"], held_leg["sid"]])
+    calls, legs, _ = collect(first_run + timedelta(hours=2))
+    assert (calls["refetched_last_run"], calls["settled_last_run"]) == (2, 1)
+    assert calls["open"] == {never_settles["call_id"]: seen_on}
+    assert (legs[held_leg["account_sid"]]["settled_last_run"], legs[held_leg["account_sid"]]["open"]) == (1, {})
+    assert _scalar(warehouse, f"select (call_cost->>'combined_cost')::numeric from raw_retell.calls "
+                              f"where call_id = '{settles['call_id']}'") == Decimal(
+        str(settles["call_cost"]["combined_cost"]))
+    leg_price = _scalar(warehouse, f"select price from raw_twilio.calls where sid = '{held_leg['sid']}'")
+    assert leg_price == held_leg["price"]
+
+    calls, _, _ = collect(first_run + timedelta(days=OPEN_MAX_AGE_DAYS + 1))
+    assert (calls["open_dropped_last_run"], calls["refetched_last_run"], calls["open"]) == (1, 0, {})
+    assert _scalar(warehouse, f"select call_cost from raw_retell.calls "
+                              f"where call_id = '{never_settles['call_id']}'") is None
+
+
+def test_collectors_stop_asking_when_the_models_expire_a_price():
+    models = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    assert models["vars"]["pending_max_age_days"] == OPEN_MAX_AGE_DAYS
 
 
 def test_several_retell_workspaces_and_twilio_subaccounts(warehouse, pipelines_dir):
@@ -385,7 +441,7 @@ def test_pending_retell_calls_beyond_the_window_are_fetched_by_id(sandbox_server
     assert (second["not_found_last_run"], second["not_found_ids_last_run"]) == (0, [])
     assert second["rows_last_run"] == in_window + len(old)
     assert second["requests_last_run"] == answered
-    assert second["cursor"] == int(datetime.fromisoformat(NEXT_DAY).timestamp() * 1000)  # the run's start
+    assert second["cursor"] == first["cursor"]  # nothing newer listed; by-id fetches do not move it
     with warehouse.connect() as connection, connection.cursor() as cursor:
         cursor.execute(f"select call_id, (call_cost->>'combined_cost')::numeric, workspace from raw_retell.calls "
                        f"where call_id in ({in_list})")

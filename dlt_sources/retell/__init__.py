@@ -12,7 +12,7 @@ from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
-from dlt_sources.pending import Refetched, fetched_by_id, record_skipped
+from dlt_sources.pending import OpenObjects, Refetched, fetched_by_id, record_skipped
 from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.retell.helpers import call_pages, get_call_path, has_final_cost
 from dlt_sources.retell.settings import (
@@ -63,13 +63,15 @@ def _by_workspace(pending_calls: Iterable[dict]) -> dict[str, list[str]]:
 )
 def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int, backfill: Backfill | None,
           pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
-    """Every call of each workspace that started since its cursor minus the look-back window, or in
-    the backfill window; then, by id, the workspace's `pending` calls that window did not return.
+    """Every call of each workspace that started since its cursor minus the look-back, or in the
+    backfill window; then, by id, the calls that listing did not return and that can still change: those
+    the workspace's last runs saw without a final cost, and its `pending` calls (see dlt_sources.pending).
 
-    The cursor is the time the previous successful run started; it is saved with the load, so a
-    failed or killed run leaves it where it was. A backfill does not move it, nor do by-id fetches.
+    The cursor is the newest start_timestamp listed so far (never past the run's start: a clock ahead of
+    ours cannot hide later calls); it is saved with the load, so a failed or killed run leaves it where
+    it was. A backfill does not move it, nor do by-id fetches.
     """
-    # Not dlt.sources.incremental: the cursor is per workspace and is the run's start, not a value in the data.
+    # Not dlt.sources.incremental: one cursor per workspace, and by-id fetches must not move it.
     names = {client.account for client in clients}
     record_skipped("retell", [call_id for workspace, ids in pending.items() if workspace not in names
                               for call_id in ids])
@@ -78,17 +80,25 @@ def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
         run_started_ms = int(utc_now().timestamp() * 1000)
         previous = account_state(name).get("cursor")
         if backfill:
-            start_ms, end_ms, cursor = backfill.start_ms, backfill.end_ms, previous
+            start_ms, end_ms = backfill.start_ms, backfill.end_ms
         else:
             start_ms = (previous or run_started_ms - initial_days * 86_400_000) - lookback_hours * 3_600_000
-            end_ms, cursor = None, run_started_ms
+            end_ms = None
         before, rows, seen, refetched = client.stats.snapshot(), [0], set(), Refetched()
+        open_calls = OpenObjects(account_state(name), utc_now().date(), "call_id", has_final_cost)
+        newest = previous
         for page in counted(call_pages(client, start_ms, end_ms), rows):
             seen.update(call.get("call_id") for call in page)
-            yield from _of_workspace(page, name)
-        by_id = {call_id: get_call_path(call_id) for call_id in pending.get(name, ()) if call_id not in seen}
-        for page in counted(fetched_by_id(client, by_id, has_final_cost, refetched), rows):
-            yield from _of_workspace(page, name)
+            starts = [call["start_timestamp"] for call in page if isinstance(call.get("start_timestamp"), int)]
+            newest = max([newest or 0, *(min(start, run_started_ms) for start in starts)]) or None
+            yield from _of_workspace(open_calls.saw(page), name)
+        cursor = previous if backfill else newest
+        if not backfill:
+            ids = dict.fromkeys([*open_calls.to_fetch(), *pending.get(name, ())])
+            by_id = {call_id: get_call_path(call_id) for call_id in ids if call_id not in seen}
+            for page in counted(fetched_by_id(client, by_id, has_final_cost, refetched), rows):
+                yield from _of_workspace(open_calls.saw(page), name)
+            open_calls.forget(refetched.not_found)
         record_success(name, cursor, rows[0], client.stats.since(before), **refetched.state())
 
 

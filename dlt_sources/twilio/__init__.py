@@ -15,13 +15,14 @@ from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
-from dlt_sources.pending import Refetched, record_skipped
+from dlt_sources.pending import OpenObjects, Refetched, record_skipped
 from dlt_sources.quarantine import quarantine_missing_key
-from dlt_sources.twilio.helpers import account_sids, pages_in_parallel, pages_then_pending
+from dlt_sources.twilio.helpers import account_sids, is_priced, pages_in_parallel, pages_then_pending
 from dlt_sources.twilio.settings import (
     API_VERSION,
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_DAYS,
+    DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS,
     MAX_CONCURRENCY,
     REQUEST_TIMEOUT_SECONDS,
     TWILIO_API_BASE,
@@ -39,6 +40,7 @@ def twilio_source(
     accounts: Sequence[dict] = dlt.secrets.value,
     base_url: str = TWILIO_API_BASE,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    usage_records_lookback_days: int = DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS,
     initial_days: int = DEFAULT_INITIAL_DAYS,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -48,7 +50,10 @@ def twilio_source(
     pending_records: Sequence[dict] = (),
 ) -> Sequence[DltResource]:
     """`accounts`: [{"account_sid": "AC...", "auth_token": "...", "include_subaccounts": true}, ...];
-    `backfill_*`: UTC days [start, end) to collect again; `pending_records`: [{"account_sid": "AC...",
+    `lookback_days`: days before the cursor's day that calls and messages are listed again (those still
+    unpriced are fetched again by sid anyway); `usage_records_lookback_days`: the same for the daily
+    Usage Records, whose totals settle after the day; `backfill_*`: UTC days [start, end) to collect
+    again; `pending_records`: [{"account_sid": "AC...",
     "sid": "CA..." | "SM..." | "MM..."}, ...], calls and messages the warehouse still holds unpriced, each
     with the (sub)account that owns it, fetched again by sid (see dlt_sources.pending) with the credentials
     of the configured account that owns that subaccount. A backfill ignores them."""
@@ -57,10 +62,11 @@ def twilio_source(
                                auth=HttpBasicAuth(username=a["account_sid"], password=a["auth_token"]), **http),
                 a.get("include_subaccounts", True))
                for a in accounts]
-    window = _Window(lookback_days, initial_days, Backfill.of(backfill_start, backfill_end))
+    backfill = Backfill.of(backfill_start, backfill_end)
+    window = _Window(lookback_days, initial_days, backfill)
     pending = {} if window.backfill else _by_resource_and_account(pending_records)
     return [calls(clients, window, pending.get("calls", {})), messages(clients, window, pending.get("messages", {})),
-            usage_records(clients, window)]
+            usage_records(clients, _Window(usage_records_lookback_days, initial_days, backfill))]
 
 
 def _by_resource_and_account(pending_records: Iterable[dict]) -> dict[str, dict[str, list[str]]]:
@@ -102,10 +108,11 @@ class _Window:
 
 def _collect(clients, window: _Window, path: str, items_key: str, params_for,
              pending: Mapping[str, list[str]] | None = None) -> Iterator[list[dict]]:
-    """Every page of `path` for every account and subaccount, then the account's `pending` sids its window
-    did not return, fetched side by side (an account's clients share its MAX_CONCURRENCY slots, also with
-    the other resources, which dlt runs round-robin), recording each account's success once its last page
-    is yielded. `pending` None: the resource takes no pending sids."""
+    """Every page of `path` for every account and subaccount, then the records its window did not return
+    and that can still change (those the account's last runs saw unpriced, and its `pending` sids),
+    fetched side by side (an account's clients share its MAX_CONCURRENCY slots, also with the other
+    resources, which dlt runs round-robin), recording each account's success once its last page is
+    yielded. `pending` None: the resource has no prices to settle (usage records)."""
     by_sid: dict[str, ProviderClient] = {}
     for client, include_subaccounts in clients:
         master = client.for_account(client.account)  # this run's counts; listing subaccounts counts toward it
@@ -114,20 +121,26 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
     if pending is not None:
         record_skipped("twilio", [sid for account, sids in pending.items() if account not in by_sid for sid in sids])
     refetched = {sid: Refetched() for sid in by_sid}  # each filled by its account's job, read once it is done
+    open_records = {sid: OpenObjects(account_state(sid), window.today, "sid", is_priced) for sid in by_sid
+                    } if pending is not None else {}
+    by_sid_again = {sid: [] if window.backfill else list(dict.fromkeys([*opened.to_fetch(), *pending.get(sid, ())]))
+                    for sid, opened in open_records.items()}
     jobs = {sid: partial(pages_then_pending, by_sid[sid], path.format(sid=sid), items_key,
-                         params_for(*window.days(sid)), (pending or {}).get(sid, ()), refetched[sid])
+                         params_for(*window.days(sid)), by_sid_again.get(sid, ()), refetched[sid])
             for sid in by_sid}
     rows = dict.fromkeys(by_sid, 0)
     for sid, page in pages_in_parallel(jobs, MAX_CONCURRENCY):
         if page is None:
+            if sid in open_records:
+                open_records[sid].forget(refetched[sid].not_found)
             record_success(sid, window.cursor_after(sid), rows[sid], by_sid[sid].stats,
                            **(refetched[sid].state() if pending is not None else {}))
             continue
         rows[sid] += len(page)
-        if items_key == "usage_records":
-            yield page
+        if sid in open_records:
+            yield from quarantine_missing_key(open_records[sid].saw(page), "sid", items_key, sid)
         else:
-            yield from quarantine_missing_key(page, "sid", items_key, sid)
+            yield page
 
 
 @dlt.resource(write_disposition="merge", primary_key="sid",
