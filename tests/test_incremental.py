@@ -66,7 +66,9 @@ def settled(database_factory, sandbox_server, tmp_path_factory):
     control = f"{sandbox_server.base_url}/_sandbox/pending"
     leg_pending = client_day(SMALL, 0, SMALL.end_date).twilio_calls[0]["sid"]
     leg_stable = client_day(SMALL, 0, SMALL.end_date - timedelta(days=1)).twilio_calls[0]["sid"]
-    with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
+    with (pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"),
+          pytest.MonkeyPatch.context() as env):
+        env.setenv("SOURCES__TWILIO__LOOKBACK_DAYS", "2")  # the second run lists leg_stable's day again
         instance = DagsterInstance.ephemeral()
         requests.post(control, json={"days": 1}, timeout=5)
         try:
