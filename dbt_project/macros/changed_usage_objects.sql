@@ -149,12 +149,15 @@
    changed serves both statements). #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
+    {#- not exists, not `not in`: an anti-join that spills to disk, where `not in` over more keys than
+        work_mem holds rescans its list for every row (quadratic in the size of the change) #}
     with removed as (
-        delete from {{ this }}
+        delete from {{ this }} as stale
         where ({{ changed }})
-          and usage_event_id not in (
-              select md5(idempotency_key) from {{ ref('int_usage_events_checked') }}
-              where quarantine_reason is null and ({{ changed }})
+          and not exists (
+              select from {{ ref('int_usage_events_checked') }} as fresh
+              where fresh.quarantine_reason is null and ({{ changed }})
+                and md5(fresh.idempotency_key) = stale.usage_event_id
           )
         returning usage_date
     )
