@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) \
              dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo dev backfill retention report export docs bi-role webhooks test test-integration lint bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api bench-webhook-latency prod stop clean
+.PHONY: install manifest demo dev backfill retention report export docs bi-role webhooks test test-integration lint bench bench-scale bench-sandbox bench-webhooks bench-collection bench-incremental api bench-api bench-webhook-latency prod stop clean
 
 install: $(STAMP)
 
@@ -62,6 +62,12 @@ test-integration: $(MANIFEST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+bench: $(MANIFEST)  ## every performance figure in one table: collection at 1M records, incremental builds at 100k and 10M events, a 1M-event day, webhook latency
+	$(BIN)/python -m benchmarks.suite
+
+bench-scale: $(MANIFEST)  ## incremental builds on 100k against 10M events, a 1M-event day, and the plans of an incremental build
+	$(BIN)/python -m benchmarks.incremental_scale
 
 bench-sandbox: $(STAMP)  ## generation rate at a million-record scale
 	$(BIN)/python -m sandbox --clients 50 --agents-per-client 10 --days 10 --calls-per-agent-per-day 20 bench

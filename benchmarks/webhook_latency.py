@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--workers", type=int, default=16, help="keep-alive connections sending")
     parser.add_argument("--settle", type=float, default=900, help="seconds to wait after the stream for the marts")
+    parser.add_argument("--json-out", help="also write the figures to this file")
     args = parser.parse_args()
     count = int(args.seconds * args.rate)
     stream_days = 3
@@ -354,6 +355,8 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result))
     if latencies:
         p95 = result["latency_seconds"]["p95"]
         print(f"webhook -> fct_daily_usage: p50 {result['latency_seconds']['p50']} s, p95 {p95} s, max "
