@@ -149,19 +149,22 @@
    changed serves both statements). #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    {#- not exists, not `not in`: an anti-join that spills to disk, where `not in` over more keys than
-        work_mem holds rescans its list for every row (quadratic in the size of the change) #}
+    {#- The fresh ids are kept first, with a key, so the anti-join looks each one up. Inline, the planner
+        (which expects a handful of changed rows) re-ran the whole subquery for every row, or `not in`
+        rescanned the list once it outgrew work_mem: quadratic in the size of the change. #}
+    create temporary table fresh_usage_event_ids (usage_event_id text primary key) on commit drop;
+    insert into fresh_usage_event_ids
+    select distinct md5(idempotency_key) from {{ ref('int_usage_events_checked') }}
+    where quarantine_reason is null and ({{ changed }});
+    analyze fresh_usage_event_ids;
     with removed as (
         delete from {{ this }} as stale
         where ({{ changed }})
-          and not exists (
-              select from {{ ref('int_usage_events_checked') }} as fresh
-              where fresh.quarantine_reason is null and ({{ changed }})
-                and md5(fresh.idempotency_key) = stale.usage_event_id
-          )
+          and not exists (select from fresh_usage_event_ids as fresh where fresh.usage_event_id = stale.usage_event_id)
         returning usage_date
     )
     insert into ops.usage_event_removals (usage_date) select distinct usage_date from removed;
+    drop table fresh_usage_event_ids;
     {{ _log_usage_event_changes(changed) }}
 {% endmacro %}
 

@@ -91,6 +91,7 @@
         inner join changed_days
             on changed_days.client_id = events.client_id and changed_days.usage_date = events.usage_date
         where events.provider in ('retell', 'twilio') and events.object_type = 'call'
+          and events.usage_date = any(array(select usage_date from changed_days))
 
     ),
 
@@ -111,6 +112,9 @@
             on stored.client_id = changed_days.client_id
             and stored.started_at >= changed_days.usage_date::timestamp at time zone 'UTC'
             and stored.started_at < (changed_days.usage_date + 1)::timestamp at time zone 'UTC'
+        {#- the span of the changed days, as a range the started_at index serves #}
+        where stored.started_at >= (select min(usage_date) from changed_days)::timestamp at time zone 'UTC'
+          and stored.started_at < (select max(usage_date) + 1 from changed_days)::timestamp at time zone 'UTC'
 
     ),
 
@@ -142,6 +146,7 @@
     {%- else -%}
     with {{ changed_conversation_keys() }}
     delete from {{ this }}
-    where call_id in (select call_id from rebuilt_calls) or twilio_call_sid in (select call_sid from rebuilt_legs)
+    where call_id = any(array(select call_id from rebuilt_calls))
+       or twilio_call_sid = any(array(select call_sid from rebuilt_legs))
     {%- endif -%}
 {% endmacro %}

@@ -17,11 +17,16 @@ with {% if rebuilt_only %}{{ changed_conversation_keys() }},
 {% endif -%}
 events as (
 
+    {%- if rebuilt_only %}
+    {#- one array per provider, so each branch reads the (provider, object_type, external_id) index #}
+    select * from {{ ref('fct_usage_events') }}
+    where provider = 'retell' and object_type = 'call' and external_id = any(array(select call_id from rebuilt_calls))
+    union all
+    select * from {{ ref('fct_usage_events') }}
+    where provider = 'twilio' and object_type = 'call' and external_id = any(array(select call_sid from rebuilt_legs))
+    {%- else %}
     select * from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and object_type = 'call'
-    {%- if rebuilt_only %}
-      and ((provider = 'retell' and external_id in (select call_id from rebuilt_calls))
-           or (provider = 'twilio' and external_id in (select call_sid from rebuilt_legs)))
     {%- endif %}
 
 ),
