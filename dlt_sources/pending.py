@@ -6,7 +6,7 @@ change only while their price is open. So each run fetches again, one by one and
 - those it saw itself without a final price (kept in the account's state, see OpenObjects), so a price
   settles with the next run whether or not a model build ran in between;
 - those the warehouse still holds as pending (given by the Dagster asset from `fct_usage_events`).
-By-id fetches never move a cursor; a backfill neither makes nor uses them.
+By-id fetches never move a cursor; a backfill makes none.
 
     resource_state["accounts"][<account>] also holds, for resources that take pending ids:
         "open": {id: the day it was first seen unsettled}, "open_dropped_last_run": ids dropped from it
@@ -35,8 +35,8 @@ OPEN_MAX_AGE_DAYS = 35  # the models' var pending_max_age_days: older, an unpric
 
 
 class OpenObjects:
-    """The ids one account was last seen holding unsettled, each with the day first seen so, in its
-    state (it commits with the load that saw them)."""
+    """The ids of one account last seen unsettled, each with the day it was first seen so. They live in
+    the account's state, which commits with the load that saw them."""
 
     def __init__(self, account_state: dict, today: date, key: str, is_settled: Callable[[dict], bool]):
         self.ids: dict[str, str] = account_state.setdefault("open", {})
