@@ -12,11 +12,12 @@
    load id, as if a collection had read them again, and the whole project builds incrementally. Printed per
    build: seconds, the slowest models, and the sequential scans of raw tables and fct_usage_events
    (pg_stat_user_tables).
-4. In B, the base's calls and messages arrive `--day-copies` times more on the day after the last (ids
-   suffixed `~d<copy>`, one new load): a day of about a million events, and the incremental build after it.
-5. Once more in B, `--changed` calls change and the project builds with auto_explain on (not timed): every
+4. Once more in B, `--changed` calls change and the project builds with auto_explain on (not timed): every
    statement's plan goes to --explain-file, and those that read a raw table or fct_usage_events sequentially
    are named.
+5. In B, the base's calls and messages arrive `--day-copies` times more on the day after the last (ids
+   suffixed `~d<copy>`, one new load): a day of about a million events, and the incremental build after it,
+   stopped after --day-timeout seconds.
 
 Prints one JSON object. The business clock is fixed: the sandbox ends on 2026-03-15.
 """
@@ -24,6 +25,7 @@ Prints one JSON object. The business clock is fixed: the sandbox ends on 2026-03
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -34,6 +36,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from pathlib import Path
+
+import psutil
 
 from benchmarks.sandbox_load import collect_sandbox
 from billing_usage.settings import NOW_ENV, PROJECT_ROOT
@@ -86,16 +90,28 @@ def _execute(warehouse: Warehouse, sql: str, params=None) -> list[tuple]:
         connection.close()
 
 
-def _dbt(warehouse: Warehouse, as_of: datetime, target: str, *args: str) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of one dbt command."""
+def _dbt(warehouse: Warehouse, as_of: datetime, target: str, *args: str,
+         timeout: float | None = None) -> tuple[float | None, float]:
+    """Seconds and peak RSS (MB, sampled: a forked child's ru_maxrss starts at its parent's) of one dbt
+    command; seconds None if it was stopped after `timeout`."""
     started = time.perf_counter()
     process = subprocess.Popen([DBT_EXECUTABLE, *args, "--vars", json.dumps({"as_of": as_of.isoformat()}),
                                 "--target-path", target, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
                                 str(DBT_PROJECT_DIR), "--quiet"], env={**os.environ, **warehouse.dbt_env()})
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status):
+    peak, watched = 0, psutil.Process(process.pid)
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, watched.memory_info().rss)
+        if timeout is not None and time.perf_counter() - started > timeout:
+            process.kill()
+            process.wait()
+            _execute(warehouse, "select pg_terminate_backend(pid) from pg_stat_activity "
+                                "where datname = current_database() and pid <> pg_backend_pid()")
+            return None, round(peak / 2**20)
+        time.sleep(0.2)
+    if process.returncode:
         raise RuntimeError(f"dbt {' '.join(args)} failed")
-    return round(time.perf_counter() - started, 2), round(usage.ru_maxrss / 1024)
+    return round(time.perf_counter() - started, 2), round(peak / 2**20)
 
 
 def _copied(column: str, kind: str, shift_days: str, suffix: str) -> str:
@@ -180,9 +196,11 @@ def change(warehouse: Warehouse, objects: int, load_id: str) -> None:
                         "from raw_retell.calls order by start_timestamp desc limit %s)", (load_id, objects))
 
 
-def incremental_build(warehouse: Warehouse, as_of: datetime, target: str) -> dict:
+def incremental_build(warehouse: Warehouse, as_of: datetime, target: str, timeout: float | None = None) -> dict:
     _execute(warehouse, "select pg_stat_reset()")
-    seconds, peak_rss_mb = _dbt(warehouse, as_of, target, *EVERY_MODEL)
+    seconds, peak_rss_mb = _dbt(warehouse, as_of, target, *EVERY_MODEL, timeout=timeout)
+    if seconds is None:
+        return {"seconds": None, "stopped_after_seconds": timeout, "dbt_peak_rss_mb": peak_rss_mb}
     time.sleep(1)  # statistics reach the shared counters when the dbt connections close
     scans = {name: {"seq_scans": count, "rows_read": rows} for name, count, rows in _execute(warehouse, """
         select schemaname || '.' || relname, seq_scan, seq_tup_read from pg_stat_user_tables
@@ -245,6 +263,7 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=10_000, help="objects changed before each measured build")
     parser.add_argument("--day-copies", type=int, default=10, help="copies of the base on the big day")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--day-timeout", type=float, default=900, help="stop the big day's build after it")
     parser.add_argument("--explain-file", default=str(PROJECT_ROOT / ".local" / "bench" / "incremental_plans.log"))
     parser.add_argument("--keep", action="store_true", help="keep the databases (their names are printed)")
     parser.add_argument("--json-out", help="also write the figures to this file")
@@ -277,14 +296,18 @@ def main() -> None:
             result["incremental_seconds"] = {key: [b["seconds"] for b in runs] for key, runs in builds.items()}
             result["ratio_B_to_A"] = round(statistics.median(result["incremental_seconds"]["B"])
                                            / statistics.median(result["incremental_seconds"]["A"]), 2)
+            change(warehouses["B"], args.changed, "9999999999.8")
+            result["explained"] = explained_build(warehouses["B"], _as_of(END), scratch, Path(args.explain_file))
             new_day = END + timedelta(days=1)
             big_day = add_big_day(warehouses["B"], args.day_copies, "9999999999.9")
-            big_day["build"] = incremental_build(warehouses["B"], _as_of(new_day), scratch)
-            big_day["events_that_day"] = _count(warehouses["B"], "select count(*) from marts.fct_usage_events "
-                                                                 f"where usage_date = date '{new_day}'")
+            # the events its objects make: A's Retell and Twilio events, once per copy
+            big_day["events_that_day"] = args.day_copies * _count(
+                warehouses["A"], "select count(*) from marts.fct_usage_events where provider <> 'openrouter'")
+            big_day["build"] = incremental_build(warehouses["B"], _as_of(new_day), scratch, args.day_timeout)
+            if big_day["build"]["seconds"] is not None:
+                big_day["events_that_day"] = _count(warehouses["B"], "select count(*) from marts.fct_usage_events "
+                                                                     f"where usage_date = date '{new_day}'")
             result["big_day"] = big_day
-            change(warehouses["B"], args.changed, "9999999999.99")
-            result["explained"] = explained_build(warehouses["B"], _as_of(new_day), scratch, Path(args.explain_file))
     finally:
         sandbox.shutdown()
         if not args.keep:

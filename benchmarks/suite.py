@@ -111,9 +111,11 @@ def scale_rows(figures: dict) -> list[str]:
         _row(f"… statements of one such build read sequentially (auto_explain, {explained.get('plans', '-')})",
              f"{len(sequential)} of {explained.get('statements_explained', 0):,}", "-", "-", "-", "0",
              not sequential if "statements_explained" in explained else None),
-        _row(f"daily rollup: incremental build after a day of {day['events_that_day']:,} events, seconds "
-             f"(day rollups {day['build']['day_rollups_seconds']} s)", f"{day['build']['seconds']:,.1f}", "-", "-",
-             f"{day['build']['dbt_peak_rss_mb']} (dbt)", "≤ 60 s", day["build"]["seconds"] <= 60),
+        _row(f"daily rollup: incremental build after a day of {day['events_that_day']:,} events, seconds"
+             + (f" (day rollups {day['build']['day_rollups_seconds']} s)" if day["build"]["seconds"] else ""),
+             f"{day['build']['seconds']:,.1f}" if day["build"]["seconds"] else
+             f"stopped after {day['build']['stopped_after_seconds']:,.0f}", "-", "-",
+             f"{day['build']['dbt_peak_rss_mb']} (dbt)", "≤ 60 s", (day["build"]["seconds"] or 10**9) <= 60),
     ]
 
 
