@@ -91,7 +91,7 @@
         inner join changed_days
             on changed_days.client_id = events.client_id and changed_days.usage_date = events.usage_date
         where events.provider in ('retell', 'twilio') and events.object_type = 'call'
-          and events.usage_date = any(array(select usage_date from changed_days))
+          and events.usage_date in (select usage_date from changed_days)
 
     ),
 
@@ -144,9 +144,12 @@
     {%- elif rebuilds_all_changes() -%}
     delete from {{ this }}
     {%- else -%}
+    {#- one semi-join per key, each free to use its index or a hash: `= any(array)` searches the array
+        linearly for every row of a small table, and `or` of two `in`s scans a large one #}
     with {{ changed_conversation_keys() }}
     delete from {{ this }}
-    where call_id = any(array(select call_id from rebuilt_calls))
-       or twilio_call_sid = any(array(select call_sid from rebuilt_legs))
+    where ctid in (select ctid from {{ this }} where call_id in (select call_id from rebuilt_calls)
+                   union
+                   select ctid from {{ this }} where twilio_call_sid in (select call_sid from rebuilt_legs))
     {%- endif -%}
 {% endmacro %}

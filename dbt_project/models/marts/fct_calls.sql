@@ -18,12 +18,13 @@ with {% if rebuilt_only %}{{ changed_conversation_keys() }},
 events as (
 
     {%- if rebuilt_only %}
-    {#- one array per provider, so each branch reads the (provider, object_type, external_id) index #}
+    {#- one semi-join per provider: each may read the (provider, object_type, external_id) index or hash
+        (an `or` of the two scanned the table; `= any(array)` searched the array linearly per row) #}
     select * from {{ ref('fct_usage_events') }}
-    where provider = 'retell' and object_type = 'call' and external_id = any(array(select call_id from rebuilt_calls))
+    where provider = 'retell' and object_type = 'call' and external_id in (select call_id from rebuilt_calls)
     union all
     select * from {{ ref('fct_usage_events') }}
-    where provider = 'twilio' and object_type = 'call' and external_id = any(array(select call_sid from rebuilt_legs))
+    where provider = 'twilio' and object_type = 'call' and external_id in (select call_sid from rebuilt_legs)
     {%- else %}
     select * from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and object_type = 'call'
