@@ -42,14 +42,15 @@ class OpenObjects:
         self.ids: dict[str, str] = account_state.setdefault("open", {})
         self.state, self.today, self.key, self.is_settled = account_state, today.isoformat(), key, is_settled
 
-    def to_fetch(self) -> list[str]:
-        """The open ids, less those first seen more than OPEN_MAX_AGE_DAYS ago (dropped, and counted)."""
+    def to_fetch(self, pending: Iterable[str] = ()) -> list[str]:
+        """The open ids, less those first seen more than OPEN_MAX_AGE_DAYS ago (dropped, and counted), then
+        the `pending` ids the warehouse gave, each once."""
         oldest = (date.fromisoformat(self.today) - timedelta(days=OPEN_MAX_AGE_DAYS)).isoformat()
         dropped = [object_id for object_id, seen in self.ids.items() if seen < oldest]
         for object_id in dropped:
             del self.ids[object_id]
         self.state["open_dropped_last_run"] = len(dropped)
-        return list(self.ids)
+        return list(dict.fromkeys([*self.ids, *pending]))
 
     def saw(self, page: list[dict]) -> list[dict]:
         for record in page:

@@ -94,8 +94,8 @@ def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
             yield from _of_workspace(open_calls.saw(page), name)
         cursor = previous if backfill else newest
         if not backfill:
-            ids = dict.fromkeys([*open_calls.to_fetch(), *pending.get(name, ())])
-            by_id = {call_id: get_call_path(call_id) for call_id in ids if call_id not in seen}
+            by_id = {call_id: get_call_path(call_id) for call_id in open_calls.to_fetch(pending.get(name, ()))
+                     if call_id not in seen}
             for page in counted(fetched_by_id(client, by_id, has_final_cost, refetched), rows):
                 yield from _of_workspace(open_calls.saw(page), name)
             open_calls.forget(refetched.not_found)

@@ -123,7 +123,7 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
     refetched = {sid: Refetched() for sid in by_sid}  # each filled by its account's job, read once it is done
     open_records = {sid: OpenObjects(account_state(sid), window.today, "sid", is_priced) for sid in by_sid
                     } if pending is not None else {}
-    fetch_again = {sid: [] if window.backfill else list(dict.fromkeys([*opened.to_fetch(), *pending.get(sid, ())]))
+    fetch_again = {sid: [] if window.backfill else opened.to_fetch(pending.get(sid, ()))
                    for sid, opened in open_records.items()}
     jobs = {sid: partial(pages_then_pending, by_sid[sid], path.format(sid=sid), items_key,
                          params_for(*window.days(sid)), fetch_again.get(sid, ()), refetched[sid])
