@@ -93,9 +93,11 @@
 {# The condition on (provider, object_type, external_id) selecting the objects to recompute: those with
    raw rows in the window, and pending prices that have just expired. `true` recomputes all of them: on a
    first build (or one from before a column existed), after the directory changed (attribution may move
-   anywhere), or when more than max_rows raw rows changed (recomputing everything is then cheaper).
-   For fct_usage_events, also its pending prices that have just expired. Decided from reads only. #}
-{% macro changed_usage_objects(max_rows=200000) %}
+   anywhere), or when more than `max_share` of the raw rows changed (recomputing everything is then
+   cheaper; the share is of the tables' planner estimates, so a large day on a larger history stays
+   incremental). For fct_usage_events, also its pending prices that have just expired. Decided from reads
+   only. #}
+{% macro changed_usage_objects(max_share=0.5) %}
     {%- set events = this.identifier == 'fct_usage_events' -%}
     {%- if not execute or not is_incremental() or (events and not has_column(this, 'cost_status')) -%}
         {{ return('true') }}
@@ -110,12 +112,16 @@
     {%- for row in run_query("select raw_table, processed from ops.usage_event_watermarks").rows -%}
         {%- do processed.update({row[0]: row[1]}) -%}
     {%- endfor -%}
-    {%- set counts = [] -%}
+    {%- set counts, sizes = [], [] -%}
     {%- for table in usage_event_raw_tables() -%}
+        {%- set relation = source(table.source_name, table.name) -%}
         {%- do counts.append("(select count(*) from " ~ raw_source(table.source_name, table.name) ~ " where "
             ~ _changed_rows(table, processed, up_to_pending=false) ~ ")") -%}
+        {%- do sizes.append("coalesce((select greatest(reltuples, 0) from pg_class where oid = to_regclass('"
+            ~ relation.schema ~ "." ~ relation.identifier ~ "')), 0)") -%}
     {%- endfor -%}
-    {%- if run_query("select " ~ counts | join(" + ")).columns[0].values()[0] > max_rows -%}
+    {%- if run_query("select " ~ counts | join(" + ") ~ " > " ~ max_share ~ " * (" ~ sizes | join(" + ")
+                     ~ ")").columns[0].values()[0] -%}
         {{ return('true') }}
     {%- endif -%}
     {%- set keys_by_kind = {} -%}
@@ -146,25 +152,18 @@
 {# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
    gone). Their days are recorded in ops.usage_event_removals so fct_daily_usage rebuilds them; then the
    client-days the recomputed objects now lie on go to ops.usage_event_changes (one decision of what
-   changed serves both statements). #}
+   changed serves both statements).
+   The model's delete+insert has just written every fresh row of the recomputed objects in this
+   transaction, so the stale ones are those another transaction wrote (xmin): no second pass through
+   normalization to learn the fresh ids. #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    {#- The fresh ids are kept first, with a key, so the anti-join looks each one up. Inline, the planner
-        (which expects a handful of changed rows) re-ran the whole subquery for every row, or `not in`
-        rescanned the list once it outgrew work_mem: quadratic in the size of the change. #}
-    create temporary table fresh_usage_event_ids (usage_event_id text primary key) on commit drop;
-    insert into fresh_usage_event_ids
-    select distinct md5(idempotency_key) from {{ ref('int_usage_events_checked') }}
-    where quarantine_reason is null and ({{ changed }});
-    analyze fresh_usage_event_ids;
     with removed as (
-        delete from {{ this }} as stale
-        where ({{ changed }})
-          and not exists (select from fresh_usage_event_ids as fresh where fresh.usage_event_id = stale.usage_event_id)
+        delete from {{ this }}
+        where ({{ changed }}) and xmin <> xid(pg_current_xact_id())
         returning usage_date
     )
     insert into ops.usage_event_removals (usage_date) select distinct usage_date from removed;
-    drop table fresh_usage_event_ids;
     {{ _log_usage_event_changes(changed) }}
 {% endmacro %}
 
