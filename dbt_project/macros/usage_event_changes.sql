@@ -84,14 +84,23 @@
 
     ),
 
+    {#- each changed day is read once, then matched to its changed clients: joined per client-day, the
+        usage_date index read the whole day again for every client #}
+    changed_day_calls as materialized (
+
+        select provider, external_id, linked_external_id, client_id, usage_date
+        from {{ ref('fct_usage_events') }}
+        where provider in ('retell', 'twilio') and object_type = 'call'
+          and usage_date in (select usage_date from changed_days)
+
+    ),
+
     changed_calls as (
 
-        select events.provider, events.external_id, events.linked_external_id
-        from {{ ref('fct_usage_events') }} as events
+        select calls.provider, calls.external_id, calls.linked_external_id
+        from changed_day_calls as calls
         inner join changed_days
-            on changed_days.client_id = events.client_id and changed_days.usage_date = events.usage_date
-        where events.provider in ('retell', 'twilio') and events.object_type = 'call'
-          and events.usage_date in (select usage_date from changed_days)
+            on changed_days.client_id = calls.client_id and changed_days.usage_date = calls.usage_date
 
     ),
 
