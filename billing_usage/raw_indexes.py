@@ -1,6 +1,7 @@
 """Indexes dlt does not create on PostgreSQL: the object keys and the load id of the raw tables a
-collector writes (from the registry). Incremental models find changed rows by _dlt_load_id and
-recompute objects by key; both need an index once raw tables hold millions of rows."""
+collector writes, and the registry's `indexes` (the Usage Records' day, which coverage reads a window of).
+Incremental models find changed rows by _dlt_load_id and recompute objects by key; both need an index
+once raw tables hold millions of rows."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def ensure_raw_indexes(warehouse: Warehouse, owner: str) -> list[str]:
     guess a third of it for `_dlt_load_id > x` and scan it whole."""
     wanted = [(table, columns) for table in owned_by(owner) if table.role == "objects" and table.progress == "load"
               for columns in (table.key, ("_dlt_load_id",))]
+    wanted += [(table, columns) for table in owned_by(owner) for columns in table.indexes]
     created, analyze = [], set()
     with warehouse.connect() as connection, connection.cursor() as cursor:
         for table, columns in wanted:

@@ -10,6 +10,7 @@
       progress: load           # how new rows are found: load (_dlt_load_id), received (received_at), content
       collection_check: true   # carries its owner's collection_fresh check (one table per dlt pipeline)
       quarantine_of: calls     # quarantine tables: the table whose records they hold
+      indexes: [[start_date]]  # more indexed columns the models filter on
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RawTable:
     progress: str | None = None
     collection_check: bool = False
     quarantine_of: str | None = None
+    indexes: tuple[tuple[str, ...], ...] = ()
     description: str = ""
 
     @property
@@ -64,6 +66,7 @@ def raw_tables(manifest: Path = MANIFEST) -> tuple[RawTable, ...]:
             owner=entry["owner"], role=entry["role"], object_kind=entry.get("object_kind"),
             key=tuple(entry.get("key", ())), progress=entry.get("progress"),
             collection_check=entry.get("collection_check", False), quarantine_of=entry.get("quarantine_of"),
+            indexes=tuple(tuple(columns) for columns in entry.get("indexes", ())),
             description=(source.get("description") or source.get("source_description") or "").strip(),
         ))
     return tuple(tables)

@@ -11,12 +11,18 @@
 {%- endmacro %}
 
 {# The days a build (re)computes, as a condition on a date column: the last evaluation_days before the
-   build's day and the build's day itself, and a backfill's days [start, end). #}
-{% macro coverage_days(column) -%}
-    ({{ column }} >= {{ anomaly_as_of_day() }} - {{ coverage_threshold('evaluation_days') }}
+   build's day and the build's day itself, and a backfill's days [start, end). iso_text: the column is a day
+   as 'YYYY-MM-DD' text (which sorts as the day), compared as text so an index on it serves. #}
+{% macro coverage_days(column, iso_text=false) -%}
+    ({{ column }} >= {{ _day_bound(anomaly_as_of_day() ~ ' - ' ~ coverage_threshold('evaluation_days'), iso_text) }}
     {%- if var('backfill_start', none) %}
-     or ({{ column }} >= '{{ var("backfill_start") }}'::date and {{ column }} < '{{ var("backfill_end") }}'::date)
+     or ({{ column }} >= {{ _day_bound("'" ~ var('backfill_start') ~ "'::date", iso_text) }}
+         and {{ column }} < {{ _day_bound("'" ~ var('backfill_end') ~ "'::date", iso_text) }})
     {%- endif %})
+{%- endmacro %}
+
+{% macro _day_bound(day, iso_text) -%}
+    {{ "to_char(" ~ day ~ ", 'YYYY-MM-DD')" if iso_text else day }}
 {%- endmacro %}
 
 {# Pre-hook of fct_coverage_daily: clear the days about to be recomputed (a comparison may be gone). #}

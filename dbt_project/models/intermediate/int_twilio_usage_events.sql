@@ -38,7 +38,9 @@ call_events as (
             'status', status,
             'duration_seconds', duration_seconds,
             'cost_status', case when cost is null then 'pending' else 'final' end,
-            'customer_number_hash', {{ hash_phone("case when direction = 'inbound' then from_number else to_number end") }}
+            'customer_number_hash', {{ hash_phone("case when direction = 'inbound' then from_number else to_number end") }},
+            -- SIP and Client legs bill under their own Usage Record categories (coverage leaves them out)
+            'sip_or_client', coalesce(from_number ~* '^(sip|client):' or to_number ~* '^(sip|client):', false)
         ) as attributes,
         source_channels,
         first_seen_at,

@@ -63,7 +63,7 @@ twilio_records as (
         as_of
     from {{ ref('stg_twilio__usage_records') }}
     where start_date = end_date
-      and {{ coverage_days('start_date') }}
+      and {{ coverage_days('start_date_iso', iso_text=true) }}
 
 ),
 
@@ -91,14 +91,12 @@ twilio_objects as (
         -- SIP and Client calls bill under trunking-* / their own categories, never under calls
         coalesce(events.metric = 'voice_minutes' and (
             events.attributes ->> 'direction' like 'trunking%'
-            or calls.from_number ~* '^(sip|client):' or calls.to_number ~* '^(sip|client):'), false)
+            or (events.attributes ->> 'sip_or_client')::boolean), false)
             as sip_or_client,
         coalesce(events.metric = 'voice_minutes'
                  and events.attributes ->> 'status' in ('busy', 'failed', 'no-answer', 'canceled'), false)
             as unbilled_status
     from {{ ref('fct_usage_events') }} as events
-    left join {{ ref('int_twilio_calls_merged') }} as calls
-        on events.metric = 'voice_minutes' and calls.call_sid = events.external_id
     where events.provider = 'twilio'
       and {{ coverage_days('events.usage_date') }}
 

@@ -11,6 +11,7 @@ renamed as (
         category,
         description,
         start_date::date as start_date,
+        start_date as start_date_iso,  -- the raw text, indexed: day windows compare it as text
         end_date::date as end_date,
         nullif("count", '')::numeric as usage_count,
         count_unit,
