@@ -71,6 +71,7 @@ HISTORY_ONLY = {  # what history holds besides the objects: Twilio's daily total
     "marts.fct_daily_usage": {"usage_date": "day", "observed_through": "ts"},
     "marts.fct_daily_client_usage": {"usage_date": "day", "observed_through": "ts"},
     "marts.fct_hourly_usage": {"usage_hour": "ts", "usage_date": "day", "observed_through": "ts"},
+    "marts.anomaly_objects_daily": {"usage_date": "day", "observed_through": "ts"},
 }
 
 # The tables B holds 100 times over; the others (directory, OpenRouter, webhooks) stay as the sandbox made them.
@@ -279,7 +280,7 @@ def main() -> None:
     os.environ[NOW_ENV] = _as_of(END).isoformat()  # the collectors' clock: the morning after the sandbox's last day
     server = resolve_warehouse()
     names = {"A": f"bench_scale_a_{os.getpid()}", "B": f"bench_scale_b_{os.getpid()}"}
-    result: dict = {"databases": names}
+    result: dict = {"databases": names, "grown_tables": sorted(GROWN)}
     sandbox = start_in_thread(BASE)
     warehouses = {"A": create_database(server, names["A"])}
     try:

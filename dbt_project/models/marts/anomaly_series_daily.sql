@@ -26,26 +26,18 @@ with daily as (
 
 ),
 
-events as (
+objects as (
 
-    select
-        usage_date,
-        provider,
-        case provider
-            when 'twilio' then attributes ->> 'account_sid'
-            when 'retell' then attributes ->> 'workspace'
-        end as account,
-        object_type,
-        external_id
-    from {{ ref('fct_usage_events') }}
+    select usage_date, provider, account, event_count, object_count
+    from {{ ref('anomaly_objects_daily') }}
     where usage_date >= {{ read_start }} and usage_date < {{ as_of_day }}
 
 ),
 
 billed_objects as (
 
-    select usage_date, provider, count(distinct object_type || ':' || external_id) as objects
-    from events
+    select usage_date, provider, sum(object_count) as objects
+    from objects
     group by usage_date, provider
 
 ),
@@ -103,8 +95,8 @@ series_values as (
 
     union all
 
-    select 'account', null, provider, null, account, usage_date, null, null, count(*), null, null
-    from events
+    select 'account', null, provider, null, account, usage_date, null, null, sum(event_count), null, null
+    from objects
     where account is not null
     group by provider, account, usage_date
 

@@ -65,14 +65,8 @@ missing_candidates as (
 -- silent client its client x provider silences; an account is reported only when some client of it is not.
 account_clients as (
 
-    select distinct
-        provider,
-        case provider
-            when 'twilio' then attributes ->> 'account_sid'
-            when 'retell' then attributes ->> 'workspace'
-        end as account,
-        client_id
-    from {{ ref('fct_usage_events') }}
+    select distinct provider, account, client_id
+    from {{ ref('anomaly_objects_daily') }}
     where usage_date >= {{ anomaly_read_start() }} and usage_date < {{ as_of_day }}
       and provider in ('twilio', 'retell') and client_id <> 'unattributed'
 
