@@ -94,9 +94,10 @@ def scale_rows(figures: dict) -> list[str]:
     seconds = figures["incremental_seconds"]
     ratios = [b / a for a, b in zip(seconds["A"], seconds["B"], strict=True)]
     builds = figures["incremental"]["A"] + figures["incremental"]["B"]
+    grown_raw = {name for name in figures["grown_tables"] if name.startswith("raw_")}
     scans = [b["sequential_scans"].get("marts.fct_usage_events", {}).get("seq_scans", 0)
              for b in figures["incremental"]["B"]]
-    raw_scans = [sum(v["seq_scans"] for k, v in b["sequential_scans"].items() if k.startswith("raw_"))
+    raw_scans = [sum(v["seq_scans"] for k, v in b["sequential_scans"].items() if k in grown_raw)
                  for b in figures["incremental"]["B"]]
     day = figures["big_day"]
     explained = figures.get("explained", {})
@@ -107,7 +108,8 @@ def scale_rows(figures: dict) -> list[str]:
              _spread(seconds["B"], 1), f"{figures['events_A']:,} events: {_spread(seconds['A'], 1)}",
              f"{_spread(ratios, 2)}×", _spread([b["dbt_peak_rss_mb"] for b in builds]) + " (dbt)", "≤ 2×",
              statistics.median(ratios) <= 2),
-        _row("… sequential scans in it: fct_usage_events / raw tables", f"{_spread(scans)} / {_spread(raw_scans)}",
+        _row("… sequential scans in it: fct_usage_events / raw tables B grows",
+             f"{_spread(scans)} / {_spread(raw_scans)}",
              "-", "-", "-", "0 / 0", max(scans) == 0 and max(raw_scans) == 0),
         _row(f"… statements of one such build reading a table B grows sequentially (auto_explain, "
              f"{explained.get('plans', '-')}; {len(sequential) - len(grown)} more read only tables it does not grow)",
