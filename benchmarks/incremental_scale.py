@@ -1,6 +1,6 @@
 """Incremental builds as history grows, and the build after a day of a million events: `make bench-scale`.
 
-    python -m benchmarks.incremental_scale [--copies 99] [--changed 10000] [--day-copies 10] [--rounds 2]
+    python -m benchmarks.incremental_scale [--copies 99] [--changed 10000] [--day-copies 10] [--rounds 3]
 
 1. A sandbox agency (20 clients x 5 agents x 14 days x 23 calls, about 100k events) is collected by the
    project's collectors into database A and built whole by the real dbt project (models and snapshots).
@@ -271,7 +271,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=99, help="history copies in B (B = copies + 1 times A)")
     parser.add_argument("--changed", type=int, default=10_000, help="objects changed before each measured build")
     parser.add_argument("--day-copies", type=int, default=10, help="copies of the base on the big day")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="A B, B A, A B, ...")
     parser.add_argument("--day-timeout", type=float, default=900, help="stop the big day's build after it")
     parser.add_argument("--explain-file", default=str(PROJECT_ROOT / ".local" / "bench" / "incremental_plans.log"))
     parser.add_argument("--keep", action="store_true", help="keep the databases (their names are printed)")
