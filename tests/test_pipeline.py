@@ -197,6 +197,25 @@ def test_every_raw_table_is_in_the_registry(pipeline):
     assert landed and landed <= registered, f"not in the registry: {sorted(landed - registered)}"
 
 
+def test_collected_raw_tables_carry_the_indexes_the_models_read_them_by(pipeline):
+    from billing_usage.registry import raw_tables
+
+    indexed = defaultdict(set)
+    for relation, definition in _query(pipeline["warehouse"], """
+            select schemaname || '.' || tablename, indexdef from pg_indexes where schemaname like 'raw\\_%'"""):
+        columns = re.search(r"\((.*)\)$", definition).group(1)
+        indexed[relation].add(tuple(column.strip('"') for column in columns.split(", ")))
+    landed = {f"{schema}.{table}" for schema, table in _query(pipeline["warehouse"], """
+        select table_schema, table_name from information_schema.tables where table_schema like 'raw\\_%'""")}
+    expected = {table.relation: {*table.indexes, *((table.key, ("_dlt_load_id",))
+                                                   if table.role == "objects" and table.progress == "load" else ())}
+                for table in raw_tables() if table.owner != "receiver" and table.relation in landed}
+    missing = {relation: columns - indexed[relation] for relation, columns in expected.items()
+               if columns - indexed[relation]}
+    assert not missing, missing
+    assert ("start_date",) in indexed["raw_twilio.usage_records"]  # coverage reads a window of days by it
+
+
 def test_compiling_and_documenting_change_nothing_in_the_database(pipeline):
     warehouse = pipeline["warehouse"]
 
