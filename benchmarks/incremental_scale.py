@@ -253,13 +253,11 @@ def explained_build(warehouse: Warehouse, as_of: datetime, target: str, out: Pat
     plans = [text[a:b] for a, b in zip(starts, starts[1:], strict=False) if "plan:" in text[a:b]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(plans))
-    sequential = [{"node": (NODE_ID.search(plan) or [None, None])[1],
+    sequential = [{"node": node[1] if (node := NODE_ID.search(plan)) else None,
                    "statement": " ".join(COMMENT.sub("", plan.split("Query Text:", 1)[-1]).split())[:160],
                    "reads": sorted(set(SEQUENTIAL_READ.findall(plan)))}
                   for plan in plans if SEQUENTIAL_READ.search(plan)]
-    grown = [read for read in sequential if set(read["reads"]) & GROWN]
-    return {"statements_explained": len(plans), "sequential_reads": sequential,
-            "sequential_reads_of_grown_tables": grown, "plans": str(out)}
+    return {"statements_explained": len(plans), "sequential_reads": sequential, "plans": str(out)}
 
 
 def _count(warehouse: Warehouse, sql: str) -> int:

@@ -5,17 +5,22 @@ once raw tables hold millions of rows."""
 
 from __future__ import annotations
 
-from billing_usage.registry import owned_by
+from billing_usage.registry import RawTable, owned_by
 from billing_usage.warehouse import Warehouse
+
+
+def wanted_indexes(table: RawTable) -> tuple[tuple[str, ...], ...]:
+    """The column lists a raw table is indexed on: its key and load id when its objects are found by load,
+    and the registry's `indexes`."""
+    by_load = (table.key, ("_dlt_load_id",)) if table.role == "objects" and table.progress == "load" else ()
+    return (*by_load, *table.indexes)
 
 
 def ensure_raw_indexes(warehouse: Warehouse, owner: str) -> list[str]:
     """Create the missing indexes of `owner`'s raw tables that exist; returns the names created. A table
     that gets an index is analyzed too: on a first load it has no statistics yet, and the planner would
     guess a third of it for `_dlt_load_id > x` and scan it whole."""
-    wanted = [(table, columns) for table in owned_by(owner) if table.role == "objects" and table.progress == "load"
-              for columns in (table.key, ("_dlt_load_id",))]
-    wanted += [(table, columns) for table in owned_by(owner) for columns in table.indexes]
+    wanted = [(table, columns) for table in owned_by(owner) for columns in wanted_indexes(table)]
     created, analyze = [], set()
     with warehouse.connect() as connection, connection.cursor() as cursor:
         for table, columns in wanted:
