@@ -244,6 +244,10 @@ def production(database_factory, tmp_path_factory):
                 runs = instance.get_runs()
                 events = {run.run_id: _run_events(instance, run.run_id) for run in runs}
                 messages = [entry.user_message for entry in instance.all_logs(collect_id)]
+                failures = {f"{run.job_name} {run.run_id}": [
+                    entry.user_message for entry in instance.all_logs(run.run_id) if entry.dagster_event
+                    and entry.dagster_event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")]
+                    for run in runs if run.status == DagsterRunStatus.FAILURE}
                 spans = {run.run_id: _step_spans(instance, run.run_id) for run in runs}
                 pool_slots = {pool: instance.event_log_storage.get_concurrency_info(pool).slot_count
                               for pool in ("dbt_warehouse", "dlt_retell", "dlt_twilio")}
@@ -260,7 +264,8 @@ def production(database_factory, tmp_path_factory):
         sandbox.shutdown()
     yield {"server_info": server_info, "states": states, "daemons": daemons, "launched": launched["launchRun"],
            "collect_id": collect_id, "runs": runs, "events": events, "messages": messages, "spans": spans,
-           "pool_slots": pool_slots, "totals": totals, "daily_events": daily_events, "events_count": events_count,
+           "pool_slots": pool_slots, "failures": failures, "totals": totals, "daily_events": daily_events,
+           "events_count": events_count,
            "webhook_statuses": webhook_statuses, "seconds": time.monotonic() - started}
 
 
@@ -285,7 +290,8 @@ def test_the_collection_goes_through_the_queue_on_the_multiprocess_executor(prod
 def test_the_sensors_launch_the_builds_and_every_run_succeeds(production):
     runs = production["runs"]
     assert {(run.job_name, run.status) for run in runs} >= {("collect_usage", DagsterRunStatus.SUCCESS),
-                                                            ("build_models", DagsterRunStatus.SUCCESS)}
+                                                            ("build_models", DagsterRunStatus.SUCCESS)}, \
+        production["failures"]  # why a run failed, which the fixture's temporary Dagster home does not keep
     failed = [(run.job_name, run.tags.get(SENSOR_TAG)) for run in runs if run.status != DagsterRunStatus.SUCCESS]
     assert failed == []
     after = [run for run in runs if run.tags.get("dagster/run_key") == f"after-{production['collect_id']}"]
