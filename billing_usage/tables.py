@@ -43,15 +43,12 @@ create table if not exists ops.usage_event_watermarks (
     processed text,                        -- how far the last successful fct_usage_events build read
     pending text                           -- how far the build under way reads
 );
-create table if not exists ops.usage_event_removals (
-    usage_date date not null,              -- a day that lost events: fct_daily_usage rebuilds it
-    removed_at timestamptz not null default clock_timestamp()
-);
 create table if not exists ops.usage_event_changes (
     client_id text,                        -- a client x UTC day whose events fct_usage_events rewrote or removed
-    usage_date date,                       -- (before and after the change): the cycle models recompute it
+    usage_date date,                       -- (before and after the change): the rollups recompute it
     changed_at timestamptz not null default clock_timestamp()
 );
+drop table if exists ops.usage_event_removals;  -- the day rollups read usage_event_changes instead
 create index if not exists usage_event_changes_changed_at on ops.usage_event_changes (changed_at);
 create table if not exists ops.rollup_watermarks (
     model text primary key,                -- a model that reads ops.usage_event_changes

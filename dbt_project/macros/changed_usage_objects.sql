@@ -150,20 +150,14 @@
 {% endmacro %}
 
 {# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
-   gone). Their days are recorded in ops.usage_event_removals so fct_daily_usage rebuilds them; then the
-   client-days the recomputed objects now lie on go to ops.usage_event_changes (one decision of what
-   changed serves both statements).
+   gone); their client-days were logged by the pre-hook. Then the client-days the recomputed objects now
+   lie on go to ops.usage_event_changes (one decision of what changed serves both statements).
    The model's delete+insert has just written every fresh row of the recomputed objects in this
    transaction, so the stale ones are those another transaction wrote (xmin): no second pass through
    normalization to learn the fresh ids. #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    with removed as (
-        delete from {{ this }}
-        where ({{ changed }}) and xmin <> xid(pg_current_xact_id())
-        returning usage_date
-    )
-    insert into ops.usage_event_removals (usage_date) select distinct usage_date from removed;
+    delete from {{ this }} where ({{ changed }}) and xmin <> xid(pg_current_xact_id());
     {{ _log_usage_event_changes(changed) }}
 {% endmacro %}
 

@@ -1,10 +1,10 @@
-{# What the models downstream of fct_usage_events recompute: the cycle models and fct_calls.
+{# What the models downstream of fct_usage_events recompute: the day rollups, the cycle models and fct_calls.
 
    fct_usage_events logs in ops.usage_event_changes every client x UTC day whose events it rewrites or
    removes, before and after the change (an event may move to another client or day); a build that
-   recomputes every object logs one row with a null client, meaning everything. The cycle models and
-   fct_calls read the log from their own watermark in ops.rollup_watermarks, pinned by a pre-hook and
-   advanced by a post-hook in the model's transaction, as fct_usage_events does with its raw tables.
+   recomputes every object logs one row with a null client, meaning everything. Those models read the log
+   from their own watermark in ops.rollup_watermarks, pinned by a pre-hook and advanced by a post-hook in
+   the model's transaction, as fct_usage_events does with its raw tables.
    Builds are serialized, so changed_at only grows from one build to the next. Rendering only reads;
    the hooks write. #}
 
@@ -29,11 +29,16 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# Pre-hook of a model reading the log: pin the last change this build reads. #}
-{% macro pin_rollup_watermark() %}
+{# Pre-hook of a model reading the log: pin the last change this build reads. A model built from another
+   reader (`built_from`) reads no further than that one has processed, so it never sums a stale input. #}
+{% macro pin_rollup_watermark(built_from=none) %}
     insert into ops.rollup_watermarks (model, pending)
     values ('{{ this.identifier }}',
-            (select coalesce(max(changed_at), '-infinity') from ops.usage_event_changes))
+            {%- if built_from %}
+            coalesce((select processed from ops.rollup_watermarks where model = '{{ built_from }}'), '-infinity')
+            {%- else %}
+            (select coalesce(max(changed_at), '-infinity') from ops.usage_event_changes)
+            {%- endif %})
     on conflict (model) do update set pending = excluded.pending
 {% endmacro %}
 

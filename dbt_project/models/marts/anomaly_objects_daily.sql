@@ -7,6 +7,7 @@
     incremental_strategy='append',
     on_schema_change='append_new_columns',
     pre_hook="{{ clear_usage_days() }}",
+    post_hook="{{ advance_rollup_watermark() }}",
     indexes=[{'columns': ['usage_date']}],
 ) }}
 
