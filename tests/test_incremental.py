@@ -163,3 +163,63 @@ def test_conversations_built_incrementally_equal_a_full_rebuild(settled):
     assert [row for row in incremental if row[0] == "call_web_late"]
     _dbt_run(warehouse, settled["tmp"] / "calls_full", "--select", "fct_calls", "--full-refresh")
     assert _calls(warehouse) == incremental
+
+
+MEASURES = "metric, quantity, cost_usd, event_count, pending_events, expired_events"
+DAY_ROLLUP_COLUMNS = {  # each rollup's rows, without observed_through (it moves with any new observation)
+    "fct_daily_usage": f"usage_date, client_id, agent_id, provider, {MEASURES}",
+    "fct_daily_client_usage": f"usage_date, client_id, provider, {MEASURES}",
+    "fct_hourly_usage": f"usage_hour, client_id, provider, {MEASURES}",
+    "anomaly_objects_daily": "usage_date, client_id, account, provider, event_count, object_count",
+}
+
+
+def _day_rollups(warehouse) -> dict[str, list[tuple]]:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        rows = {}
+        for model, columns in DAY_ROLLUP_COLUMNS.items():
+            cursor.execute(f"select {columns} from marts.{model} order by {columns}")
+            rows[model] = cursor.fetchall()
+        return rows
+
+
+def test_day_rollups_rebuild_the_day_an_event_left_and_the_day_it_reached(settled):
+    """A call delivered again with another start moves to another day: the day rollups rebuild both days, and
+    only those, and end where a full rebuild does."""
+    warehouse, client = settled["warehouse"], clients(SMALL)[1]
+    rollups = list(DAY_ROLLUP_COLUMNS)
+    left, reached = SMALL.end_date - timedelta(days=3), SMALL.end_date - timedelta(days=1)
+
+    def deliver(delivery_id: str, day) -> None:
+        call = {"call_id": "call_web_moved", "agent_id": client.agents[0].retell_agent_id, "call_type": "web_call",
+                "call_status": "ended", "duration_ms": 90_000,
+                "start_timestamp": int(datetime.combine(day, time(9), UTC).timestamp() * 1000),
+                "call_cost": {"product_costs": [], "total_duration_seconds": 90, "combined_cost": 150}}
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
+                           "values (%s, 'call_analyzed', %s, %s)",
+                           (delivery_id, call["call_id"], json.dumps({"event": "call_analyzed", "call": call})))
+
+    deliver("moved-1", left)
+    _dbt_run(warehouse, settled["tmp"] / "rollups_first", "--select", "fct_usage_events", *rollups)
+    deliver("moved-2", reached)
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select processed from ops.rollup_watermarks where model = 'fct_daily_usage'")
+        read_before = cursor.fetchone()[0]
+    target = settled["tmp"] / "rollups_moved"
+    _dbt_run(warehouse, target, "--select", "fct_usage_events", *rollups)
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select usage_date from marts.fct_usage_events where external_id = 'call_web_moved'")
+        assert {day for (day,) in cursor.fetchall()} == {reached}
+        # the client-days logged since (webhook rows are re-read with a few minutes' overlap, so a little more)
+        cursor.execute("select distinct usage_date from ops.usage_event_changes where changed_at > %s",
+                       (read_before,))
+        logged_days = [day for (day,) in cursor.fetchall()]
+        cursor.execute("select count(*), count(*) filter (where usage_date = any(%s)) from marts.fct_daily_usage",
+                       (logged_days,))
+        all_rows, rows_of_logged_days = cursor.fetchone()
+    assert {left, reached} <= set(logged_days) and len(logged_days) < SMALL.days
+    assert _rows_inserted(target, "fct_daily_usage") == rows_of_logged_days < all_rows
+    incremental = _day_rollups(warehouse)
+    _dbt_run(warehouse, settled["tmp"] / "rollups_full", "--select", *rollups, "--full-refresh")
+    assert _day_rollups(warehouse) == incremental

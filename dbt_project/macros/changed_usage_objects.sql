@@ -78,26 +78,34 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# Pre-hook: pin, for every raw table, how far this build reads, and the directory it attributes with. #}
+{# Pre-hook: pin, for every raw table, how far this build reads, and the directory it attributes with.
+   fct_usage_events reads up to the newest raw row; the other models up to where fct_usage_events has
+   processed, so they see only objects it has already billed or not. #}
 {% macro pin_usage_event_watermarks() %}
     insert into ops.usage_event_watermarks (raw_table, pending)
     {% for table in usage_event_raw_tables() -%}
-    select '{{ _watermark_key(table.watermark) }}', (select max({{ _position(table.progress) }})
-                                     from {{ raw_source(table.source_name, table.name) }})
+    select '{{ _watermark_key(table.watermark) }}', {{ _pin_position(table.watermark,
+        "(select max(" ~ _position(table.progress) ~ ") from " ~ raw_source(table.source_name, table.name) ~ ")") }}
     union all
     {% endfor -%}
-    select '{{ _watermark_key('directory') }}', {{ directory_fingerprint() }}
+    select '{{ _watermark_key('directory') }}', {{ _pin_position('directory', directory_fingerprint()) }}
     on conflict (raw_table) do update set pending = excluded.pending
 {% endmacro %}
+
+{% macro _pin_position(raw_table, newest) -%}
+    {{ newest if this.identifier == 'fct_usage_events' else
+       "(select processed from ops.usage_event_watermarks where raw_table = '" ~ raw_table ~ "')" }}
+{%- endmacro %}
 
 {# The condition on (provider, object_type, external_id) selecting the objects to recompute: those with
    raw rows in the window, and pending prices that have just expired. `true` recomputes all of them: on a
    first build (or one from before a column existed), after the directory changed (attribution may move
    anywhere), or when more than `max_share` of the raw rows changed (recomputing everything is then
    cheaper; the share is of the tables' planner estimates, so a large day on a larger history stays
-   incremental). For fct_usage_events, also its pending prices that have just expired. Decided from reads
-   only. #}
-{% macro changed_usage_objects(max_share=0.5) %}
+   incremental). For fct_usage_events, also its pending prices that have just expired. `unbilled_only`
+   leaves out the objects fct_usage_events holds (quarantine: an object is billed or quarantined, never
+   both, so only the others need normalizing again). Decided from reads only. #}
+{% macro changed_usage_objects(max_share=0.5, unbilled_only=false) %}
     {%- set events = this.identifier == 'fct_usage_events' -%}
     {%- if not execute or not is_incremental() or (events and not has_column(this, 'cost_status')) -%}
         {{ return('true') }}
@@ -143,8 +151,14 @@
             ~ provider ~ "' and object_type = '" ~ object_type ~ "' and cost_status = 'pending' and occurred_at < "
             ~ pending_expires_before() ~ "), '{}')") -%}
         {%- endif -%}
+        {%- set keys = "(" ~ arrays | join(" || ") ~ ")::text[]" -%}
+        {%- if unbilled_only -%}
+            {%- set keys = "(select coalesce(array_agg(changed.key), '{}') from unnest(" ~ keys ~ ") as changed(key)"
+                ~ " where not exists (select 1 from " ~ ref('fct_usage_events') ~ " as billed where billed.provider = '"
+                ~ provider ~ "' and billed.object_type = '" ~ object_type ~ "' and billed.external_id = changed.key))::text[]" -%}
+        {%- endif -%}
         {%- do conditions.append("(provider = '" ~ provider ~ "' and object_type = '" ~ object_type
-            ~ "' and external_id = any((" ~ arrays | join(" || ") ~ ")::text[]))") -%}
+            ~ "' and external_id = any(" ~ keys ~ "))") -%}
     {%- endfor -%}
     {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {% endmacro %}

@@ -1,8 +1,10 @@
 {# Every provider object we do not bill, with the reason: rows the collectors could not load
    (no id) and objects normalization rejected. Costs stay as reported, in their own currency.
-   Incremental like fct_usage_events, with watermarks of its own: a build rewrites the rows of the objects
-   whose raw rows changed since its last one, and the collectors' few rejected records. #}
-{% set changed = changed_usage_objects() %}
+   Incremental like fct_usage_events, with watermarks of its own that follow it: a build rewrites the rows
+   of the objects whose raw rows fct_usage_events has processed since this model's last build, normalizing
+   again only those fct_usage_events does not bill, and the collectors' few rejected records. #}
+-- depends_on: {{ ref('fct_usage_events') }}
+{% set unbilled = changed_usage_objects(unbilled_only=true) %}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -30,7 +32,7 @@ with rejected_events as (
         attributes as details
     from {{ ref('int_usage_events_checked') }}
     where quarantine_reason is not null
-      and {{ changed }}
+      and {{ unbilled }}
 
 ),
 
