@@ -1,13 +1,14 @@
 {# Unit conversions, each done once, in staging. #}
 
-{% macro cents_to_usd(expression) -%}
-    ({{ safe_numeric(expression) }} * 0.01)
+{# `number`: a numeric expression (json_number, safe_numeric). #}
+{% macro cents_to_usd(number) -%}
+    ({{ number }} * 0.01)
 {%- endmacro %}
 
-{# Epoch milliseconds; null outside years 1970..5000 (bad input must not stop the build). #}
-{% macro epoch_ms_to_timestamptz(expression) -%}
-    to_timestamp(case when {{ safe_numeric(expression) }} between 0 and 95617584000000
-                      then {{ safe_numeric(expression) }} / 1000 end)
+{# Epoch milliseconds, given as a numeric expression; null outside years 1970..5000 (bad input must not
+   stop the build). #}
+{% macro epoch_ms_to_timestamptz(number) -%}
+    to_timestamp(case when {{ number }} between 0 and 95617584000000 then {{ number }} / 1000 end)
 {%- endmacro %}
 
 {# A number given as text (exponents included, as JSON writes them), or null when the text is not
@@ -36,6 +37,11 @@
     end
 {%- endmacro %}
 
-{% macro json_number(expression) -%}
-    {{ safe_numeric(expression) }}
+{# A jsonb value as a number: a JSON number cast directly (no text round trip), a string as safe_numeric
+   reads it, anything else null. #}
+{% macro json_number(json) -%}
+    case jsonb_typeof({{ json }})
+        when 'number' then ({{ json }})::numeric
+        when 'string' then {{ safe_numeric("(" ~ json ~ " #>> '{}')") }}
+    end
 {%- endmacro %}

@@ -12,16 +12,16 @@
         ('from_number', "(" ~ call ~ " ->> 'from_number')"),
         ('to_number', "(" ~ call ~ " ->> 'to_number')"),
         ('twilio_call_sid', "(" ~ call ~ " -> 'telephony_identifier' ->> 'twilio_call_sid')"),
-        ('started_at', epoch_ms_to_timestamptz(call ~ " ->> 'start_timestamp'")),
-        ('ended_at', epoch_ms_to_timestamptz(call ~ " ->> 'end_timestamp'")),
-        ('duration_ms', safe_numeric("(" ~ call ~ " ->> 'duration_ms')")),
-        ('billed_duration_seconds', json_number(call ~ " -> 'call_cost' ->> 'total_duration_seconds'")),
-        ('combined_cost_usd', cents_to_usd(call ~ " -> 'call_cost' ->> 'combined_cost'")),
+        ('started_at', epoch_ms_to_timestamptz(json_number(call ~ " -> 'start_timestamp'"))),
+        ('ended_at', epoch_ms_to_timestamptz(json_number(call ~ " -> 'end_timestamp'"))),
+        ('duration_ms', json_number(call ~ " -> 'duration_ms'")),
+        ('billed_duration_seconds', json_number(call ~ " -> 'call_cost' -> 'total_duration_seconds'")),
+        ('combined_cost_usd', cents_to_usd(json_number(call ~ " -> 'call_cost' -> 'combined_cost'"))),
         ('product_costs', "(" ~ call ~ " -> 'call_cost' -> 'product_costs')"),
-        ('llm_tokens', "(select sum(" ~ safe_numeric('token_count') ~ ") from jsonb_array_elements_text("
+        ('llm_tokens', "(select sum(" ~ json_number('token_count') ~ ") from jsonb_array_elements("
                        ~ "case when jsonb_typeof(" ~ call ~ " -> 'llm_token_usage' -> 'values') = 'array' then "
                        ~ call ~ " -> 'llm_token_usage' -> 'values' end) as token_count)"),
-        ('llm_requests', json_number(call ~ " -> 'llm_token_usage' ->> 'num_requests'")),
+        ('llm_requests', json_number(call ~ " -> 'llm_token_usage' -> 'num_requests'")),
     ]) }}
 {% endmacro %}
 

@@ -10,9 +10,9 @@ select
     reason,
     account,
     record,
-    {{ cents_to_usd("record -> 'call_cost' ->> 'combined_cost'") }} as cost_native,
+    {{ cents_to_usd(json_number("record -> 'call_cost' -> 'combined_cost'")) }} as cost_native,
     'USD' as currency,
-    {{ epoch_ms_to_timestamptz("record ->> 'start_timestamp'") }} as occurred_at,
+    {{ epoch_ms_to_timestamptz(json_number("record -> 'start_timestamp'")) }} as occurred_at,
     seen_at
 
 from source
