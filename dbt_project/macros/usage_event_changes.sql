@@ -80,8 +80,9 @@
 
 {# CTEs naming what fct_calls recomputes: the Retell calls and Twilio legs of the changed client-days, the
    legs those calls link to, and both keys of every stored conversation holding one of them or lying on a
-   changed client-day (so a removed call or leg leaves its conversation). #}
-{% macro changed_conversation_keys() -%}
+   changed client-day (so a removed call or leg leaves its conversation). `changed_day_calls` holds the
+   call events of the changed days with `columns` (the key columns at least). #}
+{% macro changed_conversation_keys(columns='provider, external_id, linked_external_id, client_id, usage_date') -%}
     changed_days as (
 
         select distinct client_id, usage_date from ops.usage_event_changes as changes
@@ -93,7 +94,7 @@
         usage_date index read the whole day again for every client #}
     changed_day_calls as materialized (
 
-        select provider, external_id, linked_external_id, client_id, usage_date
+        select {{ columns }}
         from {{ ref('fct_usage_events') }}
         where provider in ('retell', 'twilio') and object_type = 'call'
           and usage_date in (select usage_date from changed_days)

@@ -11,22 +11,33 @@
                "{{ ensure_index(this, 'twilio_call_sid') }}", "{{ ensure_index(this, 'started_at') }}"],
 ) }}
 {% set rebuilt_only = is_incremental() and not rebuilds_all_changes() %}
+{% set event_columns = "provider, external_id, linked_external_id, client_id, agent_id, usage_date, occurred_at, "
+                       ~ "metric, quantity, cost_usd, attributes ->> 'call_type' as call_type" %}
 
-with {% if rebuilt_only %}{{ changed_conversation_keys() }},
+with {% if rebuilt_only %}{{ changed_conversation_keys(event_columns) }},
 
 {% endif -%}
 events as (
 
     {%- if rebuilt_only %}
-    {#- one semi-join per provider: each may read the (provider, object_type, external_id) index or hash
-        (an `or` of the two scanned the table; `= any(array)` searched the array linearly per row) #}
-    select * from {{ ref('fct_usage_events') }}
-    where provider = 'retell' and object_type = 'call' and external_id in (select call_id from rebuilt_calls)
+    {#- the rebuilt calls and legs from the changed days' events, already read; the few with no event on a
+        changed day (a leg across midnight, the other half of a stored conversation) by key, one semi-join
+        per provider on the (provider, object_type, external_id) index #}
+    select * from changed_day_calls
+    where (provider = 'retell' and external_id in (select call_id from rebuilt_calls))
+       or (provider = 'twilio' and external_id in (select call_sid from rebuilt_legs))
     union all
-    select * from {{ ref('fct_usage_events') }}
-    where provider = 'twilio' and object_type = 'call' and external_id in (select call_sid from rebuilt_legs)
+    select {{ event_columns }} from {{ ref('fct_usage_events') }}
+    where provider = 'retell' and object_type = 'call'
+      and external_id in (select call_id from rebuilt_calls
+                          except select external_id from changed_day_calls where provider = 'retell')
+    union all
+    select {{ event_columns }} from {{ ref('fct_usage_events') }}
+    where provider = 'twilio' and object_type = 'call'
+      and external_id in (select call_sid from rebuilt_legs
+                          except select external_id from changed_day_calls where provider = 'twilio')
     {%- else %}
-    select * from {{ ref('fct_usage_events') }}
+    select {{ event_columns }} from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and object_type = 'call'
     {%- endif %}
 
@@ -40,7 +51,7 @@ retell as (
         max(client_id) as client_id,
         max(agent_id) as agent_id,
         min(occurred_at) as started_at,
-        max(attributes ->> 'call_type') as call_type,
+        max(call_type) as call_type,
         sum(quantity) filter (where metric = 'voice_seconds') as retell_billed_seconds,
         sum(quantity) filter (where metric = 'llm_tokens') as llm_tokens,
         sum(cost_usd) as retell_cost_usd
