@@ -165,14 +165,27 @@
 
 {# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
    gone); their client-days were logged by the pre-hook. Then the client-days the recomputed objects now
-   lie on go to ops.usage_event_changes (one decision of what changed serves both statements).
+   lie on go to ops.usage_event_changes.
    The model's delete+insert has just written every fresh row of the recomputed objects in this
    transaction, so the stale ones are those another transaction wrote (xmin): no second pass through
-   normalization to learn the fresh ids. #}
+   normalization to learn the fresh ids. The recomputed rows are read once for both statements, and the
+   stale ones deleted by ctid (a tid scan). #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    delete from {{ this }} where ({{ changed }}) and xmin <> xid(pg_current_xact_id());
+    {%- if changed == 'true' -%}
+    delete from {{ this }} where xmin <> xid(pg_current_xact_id());
     {{ _log_usage_event_changes(changed) }}
+    {%- else -%}
+    with recomputed as materialized (
+        select ctid, xmin = xid(pg_current_xact_id()) as fresh, client_id, usage_date
+        from {{ this }} where {{ changed }}
+    ),
+    stale as (
+        delete from {{ this }} where ctid = any(array(select ctid from recomputed where not fresh))
+    )
+    insert into ops.usage_event_changes (client_id, usage_date)
+    select distinct client_id, usage_date from recomputed where fresh
+    {%- endif -%}
 {% endmacro %}
 
 {# Last post-hook: what this build read is now processed. #}

@@ -11,18 +11,32 @@
     indexes=[{'columns': ['usage_date']}],
 ) }}
 
+with objects as (
+
+    {#- one row per provider object first (hashed), then counted: count(distinct) sorted every event #}
+    select
+        usage_date,
+        provider,
+        case provider
+            when 'twilio' then attributes ->> 'account_sid'
+            when 'retell' then attributes ->> 'workspace'
+        end as account,
+        client_id,
+        count(*) as event_count
+    from {{ ref('fct_usage_events') }}
+    where {{ usage_days_to_rebuild() }}
+    group by usage_date, provider, account, client_id, object_type, external_id
+
+)
+
 select
     usage_date,
     provider,
-    case provider
-        when 'twilio' then attributes ->> 'account_sid'
-        when 'retell' then attributes ->> 'workspace'
-    end as account,
+    account,
     client_id,
-    count(*) as event_count,
-    count(distinct object_type || ':' || external_id) as object_count,
+    sum(event_count)::bigint as event_count,
+    count(*) as object_count,
     {{ usage_observed_through() }} as observed_through
 
-from {{ ref('fct_usage_events') }}
-where {{ usage_days_to_rebuild() }}
-group by 1, 2, 3, 4
+from objects
+group by usage_date, provider, account, client_id
