@@ -207,3 +207,23 @@ def test_quarantine_rewrites_only_changed_objects_and_equals_a_full_rebuild(dama
     incremental = _query(warehouse, "select * from marts.quarantine order by quarantine_id")
     _dbt_run(warehouse, tmp_path / "full", "--select", "quarantine", "--full-refresh")
     assert _query(warehouse, "select * from marts.quarantine order by quarantine_id") == incremental
+
+
+def test_quarantine_reads_raw_rows_only_once_fct_usage_events_has(damaged_run, tmp_path):
+    """A billed call damaged at the source stays billed, not also quarantined, until fct_usage_events has read
+    it; then it moves to quarantine whole."""
+    warehouse = damaged_run["warehouse"]
+    (sid,), = _query(warehouse, """select external_id from marts.fct_usage_events where provider = 'twilio'
+                                   and object_type = 'call' and cost_usd > 0 order by 1 limit 1""")
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("update raw_twilio.calls set price = ltrim(price, '-'), _dlt_load_id = '9999999999.1' "
+                       "where sid = %s", (sid,))
+
+    def where_is_it() -> tuple:
+        return (_query(warehouse, f"select count(*) from marts.fct_usage_events where external_id = '{sid}'")[0][0],
+                _query(warehouse, f"select reason from marts.quarantine where external_id = '{sid}'"))
+
+    _dbt_run(warehouse, tmp_path / "quarantine_alone", "--select", "quarantine")
+    assert where_is_it() == (1, [])
+    _dbt_run(warehouse, tmp_path / "both", "--select", "fct_usage_events", "quarantine")
+    assert where_is_it() == (0, [("negative_cost",)])
