@@ -60,6 +60,18 @@ def _calls(warehouse) -> list[tuple]:
         return cursor.fetchall()
 
 
+def _deliver_web_call(warehouse, delivery_id: str, call_id: str, agent_id: str, day, seconds: int) -> None:
+    """A Retell call_analyzed webhook for a web call started at noon UTC on `day`, costing 2 cents a second."""
+    call = {"call_id": call_id, "agent_id": agent_id, "call_type": "web_call", "call_status": "ended",
+            "duration_ms": seconds * 1000,
+            "start_timestamp": int(datetime.combine(day, time(12), UTC).timestamp() * 1000),
+            "call_cost": {"product_costs": [], "total_duration_seconds": seconds, "combined_cost": 2 * seconds}}
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
+                       "values (%s, 'call_analyzed', %s, %s)",
+                       (delivery_id, call_id, json.dumps({"event": "call_analyzed", "call": call})))
+
+
 @pytest.fixture(scope="module")
 def settled(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("incremental")
@@ -143,14 +155,8 @@ def test_conversations_built_incrementally_equal_a_full_rebuild(settled):
     _dbt_run(warehouse, settled["tmp"] / "calls_all", "--select", "fct_calls")
     assert "rebuilt_calls" not in _compiled(settled["tmp"] / "calls_all", "fct_calls")  # the directory moved
     day = SMALL.end_date - timedelta(days=2)
-    call = {"call_id": "call_web_late", "agent_id": client.agents[0].retell_agent_id, "call_type": "web_call",
-            "call_status": "ended", "duration_ms": 60_000,
-            "start_timestamp": int(datetime.combine(day, time(12), UTC).timestamp() * 1000),
-            "call_cost": {"product_costs": [], "total_duration_seconds": 60, "combined_cost": 120}}
+    _deliver_web_call(warehouse, "late-web", "call_web_late", client.agents[0].retell_agent_id, day, 60)
     with warehouse.connect() as connection, connection.cursor() as cursor:
-        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
-                       "values ('late-web', 'call_analyzed', %s, %s)",
-                       (call["call_id"], json.dumps({"event": "call_analyzed", "call": call})))
         cursor.execute("""select count(*) from marts.fct_calls
                           where client_id = %s and (started_at at time zone 'UTC')::date = %s""",
                        (client.client_id, day))
@@ -191,14 +197,7 @@ def test_day_rollups_rebuild_the_day_an_event_left_and_the_day_it_reached(settle
     left, reached = SMALL.end_date - timedelta(days=3), SMALL.end_date - timedelta(days=1)
 
     def deliver(delivery_id: str, day) -> None:
-        call = {"call_id": "call_web_moved", "agent_id": client.agents[0].retell_agent_id, "call_type": "web_call",
-                "call_status": "ended", "duration_ms": 90_000,
-                "start_timestamp": int(datetime.combine(day, time(9), UTC).timestamp() * 1000),
-                "call_cost": {"product_costs": [], "total_duration_seconds": 90, "combined_cost": 150}}
-        with warehouse.connect() as connection, connection.cursor() as cursor:
-            cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
-                           "values (%s, 'call_analyzed', %s, %s)",
-                           (delivery_id, call["call_id"], json.dumps({"event": "call_analyzed", "call": call})))
+        _deliver_web_call(warehouse, delivery_id, "call_web_moved", client.agents[0].retell_agent_id, day, 90)
 
     deliver("moved-1", left)
     _dbt_run(warehouse, settled["tmp"] / "rollups_first", "--select", "fct_usage_events", *rollups)
