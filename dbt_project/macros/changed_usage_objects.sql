@@ -174,7 +174,6 @@
     {%- set changed = changed_usage_objects() -%}
     {%- if changed == 'true' -%}
     delete from {{ this }} where xmin <> xid(pg_current_xact_id());
-    {{ _log_usage_event_changes(changed) }}
     {%- else -%}
     with recomputed as materialized (
         select ctid, xmin = xid(pg_current_xact_id()) as fresh, client_id, usage_date
@@ -183,9 +182,8 @@
     stale as (
         delete from {{ this }} where ctid = any(array(select ctid from recomputed where not fresh))
     )
-    insert into ops.usage_event_changes (client_id, usage_date)
-    select distinct client_id, usage_date from recomputed where fresh
-    {%- endif -%}
+    {%- endif %}
+    {{ _log_usage_event_changes(changed, rows='recomputed where fresh') }}
 {% endmacro %}
 
 {# Last post-hook: what this build read is now processed. #}

@@ -20,12 +20,13 @@
     {%- endif -%}
 {% endmacro %}
 
-{% macro _log_usage_event_changes(changed) -%}
+{# `rows`: where the logged events are read from, by default the changed objects' rows of the model. #}
+{% macro _log_usage_event_changes(changed, rows=none) -%}
     insert into ops.usage_event_changes (client_id, usage_date)
     {% if changed == 'true' -%}
     values (null, null)
     {%- else -%}
-    select distinct client_id, usage_date from {{ this }} where {{ changed }}
+    select distinct client_id, usage_date from {{ rows or (this ~ ' where ' ~ changed) }}
     {%- endif -%}
 {%- endmacro %}
 
