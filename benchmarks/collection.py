@@ -99,7 +99,7 @@ def child_project(spec: dict) -> dict:
     os.environ[NOW_ENV] = spec["now"]
     import dlt
 
-    from dlt_sources.memory import warehouse_destination
+    from dlt_sources.destination import warehouse_destination
     from dlt_sources.retell import retell_source
     from dlt_sources.twilio import twilio_source
 

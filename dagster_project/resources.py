@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 
 from billing_usage.settings import Settings, get_settings
 from billing_usage.warehouse import Warehouse, resolve_warehouse
-from dlt_sources.memory import warehouse_destination
+from dlt_sources.destination import warehouse_destination
 
 
 class WarehouseResource(ConfigurableResource):

@@ -23,7 +23,7 @@ from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from requests.auth import AuthBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from dlt_sources.memory import limit_malloc_arenas
+from dlt_sources.memory import arrow_on_system_allocator, limit_malloc_arenas
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class ProviderClient:
                  backoff_base: float = DEFAULT_BACKOFF_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS,
                  max_concurrency: int | None = None, _shared: _Shared | None = None):
         limit_malloc_arenas()  # before this process's collector and loader threads allocate (dlt_sources.memory)
+        arrow_on_system_allocator()
         self.provider = provider
         self.account = account
         self.stats = RequestStats()

@@ -1,7 +1,8 @@
-"""Records the raw tables cannot hold (no natural key to merge on) go to <table>_quarantine instead.
+"""Records the raw tables cannot hold (no natural key to merge on, a field of another type than its column's)
+go to <table>_quarantine instead.
 
 Nothing is dropped: the whole record is kept as JSON with the reason. The quarantine table shares
-the resource's hints, so its key column holds "missing:<hash of the record>": re-reading the same
+the resource's hints, so its key column holds "<missing|mistyped>:<hash of the record>": re-reading the same
 window merges onto the same row instead of duplicating it.
 """
 
@@ -13,21 +14,26 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dlt
+import orjson
+import pyarrow as pa
 
 
-def quarantine_missing_key(page: list[dict], key: str, table: str, account: str) -> Iterator:
-    """Yield the records that have `key`, then (marked for `<table>_quarantine`) those that do not."""
-    kept = [record for record in page if record.get(key)]
-    rejected = [record for record in page if not record.get(key)]
-    if kept:
-        yield kept
-    if rejected:
-        seen_at = datetime.now(UTC).isoformat()
-        rows = [{
-            key: "missing:" + hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest(),
-            "reason": f"missing_{key}",
-            "account": account,
-            "record": record,
-            "seen_at": seen_at,
-        } for record in rejected]
-        yield dlt.mark.with_table_name(rows, f"{table}_quarantine")
+def quarantined(rejected: list[tuple[dict, str]], key: str, table: str, account: str) -> Iterator:
+    """(record, reason) pairs as rows marked for `<table>_quarantine`; nothing if there are none."""
+    if not rejected:
+        return
+    rows = pa.table({
+        key: [f"{_kind(reason)}:" + hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+              for record, reason in rejected],
+        "reason": [reason for _, reason in rejected],
+        "account": [account] * len(rejected),
+        "record": [orjson.dumps(record).decode() for record, _ in rejected],
+        "seen_at": pa.array([datetime.now(UTC)] * len(rejected), pa.timestamp("us", tz="UTC")),
+    })
+    yield dlt.mark.with_hints(rows, dlt.mark.make_hints(table_name=f"{table}_quarantine",
+                                                        columns={"record": {"data_type": "json"}}),
+                              create_table_variant=True)
+
+def _kind(reason: str) -> str:
+    """missing_<key> -> missing, mistyped:<column> -> mistyped."""
+    return reason.split(":")[0].split("_")[0]

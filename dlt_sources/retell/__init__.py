@@ -11,14 +11,14 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
+from dlt_sources.columnar import arrow_page
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.pending import OpenObjects, Refetched, fetched_by_id, record_skipped
-from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.retell.helpers import call_pages, get_call_path, has_final_cost
 from dlt_sources.retell.settings import (
+    CALL_TYPES,
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_HOURS,
-    JSON_COLUMNS,
     REQUEST_TIMEOUT_SECONDS,
     RETELL_API_BASE,
 )
@@ -59,10 +59,10 @@ def _by_workspace(pending_calls: Iterable[dict]) -> dict[str, list[str]]:
 @dlt.resource(
     write_disposition="merge",
     primary_key="call_id",
-    columns={name: {"data_type": "json"} for name in JSON_COLUMNS},
+    columns={name: {"data_type": data_type} for name, data_type in CALL_TYPES.items()},
 )
 def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int, backfill: Backfill | None,
-          pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
+          pending: Mapping[str, list[str]]) -> Iterator:
     """Every call of each workspace that started since its cursor minus the look-back, or in the
     backfill window; then, by id, the calls that listing did not return and that can still change: those
     the workspace's last runs saw without a final cost, and its `pending` calls (see dlt_sources.pending).
@@ -105,4 +105,4 @@ def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int,
 def _of_workspace(page: list[dict], name: str) -> Iterator:
     for call in page:
         call["workspace"] = name
-    return quarantine_missing_key(page, "call_id", "calls", name)
+    return arrow_page(page, "calls", "call_id", name, CALL_TYPES)

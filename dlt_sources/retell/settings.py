@@ -7,5 +7,6 @@ PAGE_SIZE = 1000  # the API's maximum
 DEFAULT_LOOKBACK_HOURS = 1  # calls listed late; calls whose cost is still open are fetched again by id
 DEFAULT_INITIAL_DAYS = 30
 # Nested parts stay JSON columns; staging unpacks them.
-JSON_COLUMNS = ("call_cost", "llm_token_usage", "telephony_identifier", "metadata", "call_analysis")
+CALL_TYPES = dict.fromkeys(("call_cost", "llm_token_usage", "telephony_identifier", "metadata", "call_analysis"),
+                           "json")
 REQUEST_TIMEOUT_SECONDS = 300  # the SDK's own timeout for list calls

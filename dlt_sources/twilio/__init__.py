@@ -14,9 +14,9 @@ from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
+from dlt_sources.columnar import arrow_page
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.pending import OpenObjects, Refetched, record_skipped
-from dlt_sources.quarantine import quarantine_missing_key
 from dlt_sources.twilio.helpers import account_sids, is_priced, pages_in_parallel, pages_then_pending
 from dlt_sources.twilio.settings import (
     API_VERSION,
@@ -24,15 +24,25 @@ from dlt_sources.twilio.settings import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS,
     MAX_CONCURRENCY,
+    PAGES_HELD,
     REQUEST_TIMEOUT_SECONDS,
     TWILIO_API_BASE,
 )
 
 
-def _hints(*text_columns: str, **other_types: str) -> dict:
+def _types(*text_columns: str, **other_types: str) -> dict[str, str]:
+    return {**dict.fromkeys(text_columns, "text"), **other_types}
+
+
+def _hints(types: dict[str, str]) -> dict:
     """Type hints, so columns that are null in a first load still exist and strings stay strings."""
-    return {**{name: {"data_type": "text"} for name in text_columns},
-            **{name: {"data_type": data_type} for name, data_type in other_types.items()}}
+    return {name: {"data_type": data_type} for name, data_type in types.items()}
+
+
+CALL_TYPES = _types("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time")
+MESSAGE_TYPES = _types("price", "num_segments", "num_media", "messaging_service_sid", "date_sent", "error_message",
+                       error_code="bigint")
+USAGE_RECORD_TYPES = _types("price", "count", "usage")
 
 
 @dlt.source(name="twilio", max_table_nesting=0)
@@ -107,12 +117,13 @@ class _Window:
 
 
 def _collect(clients, window: _Window, path: str, items_key: str, params_for,
-             pending: Mapping[str, list[str]] | None = None) -> Iterator[list[dict]]:
+             pending: Mapping[str, list[str]] | None = None, types: Mapping[str, str] | None = None) -> Iterator:
     """Every page of `path` for every account and subaccount, then the records its window did not return
     and that can still change (those the account's last runs saw unpriced, and its `pending` sids),
     fetched side by side (an account's clients share its MAX_CONCURRENCY slots, also with the other
     resources, which dlt runs round-robin), recording each account's success once its last page is
-    yielded. `pending` None: the resource has no prices to settle (usage records)."""
+    yielded. `pending` None: the resource has no prices to settle (usage records), and its pages are
+    yielded as they are; else as Arrow tables of `types` (see dlt_sources.columnar)."""
     by_sid: dict[str, ProviderClient] = {}
     for client, include_subaccounts in clients:
         master = client.for_account(client.account)  # this run's counts; listing subaccounts counts toward it
@@ -129,7 +140,7 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
                          params_for(*window.days(sid)), fetch_again.get(sid, ()), refetched[sid])
             for sid in by_sid}
     rows = dict.fromkeys(by_sid, 0)
-    for sid, page in pages_in_parallel(jobs, MAX_CONCURRENCY):
+    for sid, page in pages_in_parallel(jobs, MAX_CONCURRENCY, PAGES_HELD):
         if page is None:
             if sid in open_records:
                 open_records[sid].forget(refetched[sid].not_found)
@@ -138,28 +149,27 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
             continue
         rows[sid] += len(page)
         if sid in open_records:
-            yield from quarantine_missing_key(open_records[sid].saw(page), "sid", items_key, sid)
+            yield from arrow_page(open_records[sid].saw(page), items_key, "sid", sid, types)
         else:
             yield page
 
 
-@dlt.resource(write_disposition="merge", primary_key="sid",
-              columns=_hints("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time"))
-def calls(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
+@dlt.resource(write_disposition="merge", primary_key="sid", columns=_hints(CALL_TYPES))
+def calls(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Calls.json", "calls",
-                        lambda start, end: {"StartTime>": start.isoformat(), "StartTime<": end.isoformat()}, pending)
+                        lambda start, end: {"StartTime>": start.isoformat(), "StartTime<": end.isoformat()}, pending,
+                        CALL_TYPES)
 
 
-@dlt.resource(write_disposition="merge", primary_key="sid",
-              columns=_hints("price", "num_segments", "num_media", "messaging_service_sid", "date_sent",
-                             "error_message", error_code="bigint"))
-def messages(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator[list[dict]]:
+@dlt.resource(write_disposition="merge", primary_key="sid", columns=_hints(MESSAGE_TYPES))
+def messages(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", "messages",
-                        lambda start, end: {"DateSent>": start.isoformat(), "DateSent<": end.isoformat()}, pending)
+                        lambda start, end: {"DateSent>": start.isoformat(), "DateSent<": end.isoformat()}, pending,
+                        MESSAGE_TYPES)
 
 
 @dlt.resource(write_disposition="merge", primary_key=("account_sid", "category", "start_date", "end_date"),
-              columns=_hints("price", "count", "usage"))
+              columns=_hints(USAGE_RECORD_TYPES))
 def usage_records(clients, window: _Window) -> Iterator[list[dict]]:
     """Daily records per account; subaccounts are excluded here because they are listed on their own."""
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Usage/Records/Daily.json",
