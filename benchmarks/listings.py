@@ -144,7 +144,7 @@ def twilio_jobs(collection: Collection, read: Reader) -> dict[str, Callable[[], 
 def twilio_pages(collection: Collection, read: Reader,
                  workers: int = MAX_CONCURRENCY) -> Iterator[tuple[str, object, int]]:
     """(kind, kept, records) per page of every Twilio job, `workers` jobs at once, as pages arrive."""
-    for name, page in pages_in_parallel(twilio_jobs(collection, read), workers, workers):
+    for name, page in pages_in_parallel(twilio_jobs(collection, read), workers):
         if page is not None:
             kept, count = page
             yield name.split(":", 1)[0], kept, count

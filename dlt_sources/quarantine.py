@@ -34,6 +34,7 @@ def quarantined(rejected: list[tuple[dict, str]], key: str, table: str, account:
                                                         columns={"record": {"data_type": "json"}}),
                               create_table_variant=True)
 
+
 def _kind(reason: str) -> str:
     """missing_<key> -> missing, mistyped:<column> -> mistyped."""
     return reason.split(":")[0].split("_")[0]

@@ -24,7 +24,7 @@ from dlt_sources.twilio.settings import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS,
     MAX_CONCURRENCY,
-    PAGES_HELD,
+    PAGES_AHEAD,
     REQUEST_TIMEOUT_SECONDS,
     TWILIO_API_BASE,
 )
@@ -120,7 +120,7 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
              pending: Mapping[str, list[str]] | None = None, types: Mapping[str, str] | None = None) -> Iterator:
     """Every page of `path` for every account and subaccount, then the records its window did not return
     and that can still change (those the account's last runs saw unpriced, and its `pending` sids),
-    fetched side by side (an account's clients share its MAX_CONCURRENCY slots, also with the other
+    fetched PAGES_AHEAD at a time (an account's clients share its MAX_CONCURRENCY slots, also with the other
     resources, which dlt runs round-robin), recording each account's success once its last page is
     yielded. `pending` None: the resource has no prices to settle (usage records), and its pages are
     yielded as they are; else as Arrow tables of `types` (see dlt_sources.columnar)."""
@@ -140,7 +140,7 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
                          params_for(*window.days(sid)), fetch_again.get(sid, ()), refetched[sid])
             for sid in by_sid}
     rows = dict.fromkeys(by_sid, 0)
-    for sid, page in pages_in_parallel(jobs, MAX_CONCURRENCY, PAGES_HELD):
+    for sid, page in pages_in_parallel(jobs, PAGES_AHEAD):
         if page is None:
             if sid in open_records:
                 open_records[sid].forget(refetched[sid].not_found)

@@ -66,15 +66,15 @@ def account_sids(client: ProviderClient, include_subaccounts: bool) -> list[str]
     return sids
 
 
-def pages_in_parallel(jobs: dict[str, Callable[[], Iterable[list[dict]]]], workers: int,
-                      held: int) -> Iterator[tuple[str, list[dict] | None]]:
-    """Each job's pages, fetched by a pool of `workers` threads: (job, page) as pages arrive, then (job, None)
-    when a job is done. A job's error is raised here. A worker asks for its next page only when fewer than
-    `held` pages are fetched or in flight and not yet taken by the consumer, so at most that many requests run
-    at once and a slow consumer holds at most that many pages (a queue alone let each waiting worker hold
+def pages_in_parallel(jobs: dict[str, Callable[[], Iterable[list[dict]]]],
+                      workers: int) -> Iterator[tuple[str, list[dict] | None]]:
+    """Each job's pages, fetched by a pool of `workers` threads (so at most that many requests at once):
+    (job, page) as pages arrive, then (job, None) when a job is done. A job's error is raised here. A worker
+    asks for its next page only when fewer than `workers` pages are fetched or in flight and not yet taken by
+    the consumer, so a slow consumer holds at most that many pages (a queue alone let each waiting worker hold
     one more)."""
     arrived: queue.Queue = queue.Queue()  # bounded by `room`
-    room = threading.Semaphore(held)
+    room = threading.Semaphore(workers)
     stopped = threading.Event()
 
     def wait_for_room() -> bool:

@@ -4,9 +4,9 @@ TWILIO_API_BASE = "https://api.twilio.com"
 API_VERSION = "2010-04-01"
 PAGE_SIZE = 1000  # the API's maximum
 MAX_CONCURRENCY = 10  # Twilio answers 429 (code 20429) past its concurrency limit
-# Pages each resource fetches ahead of the loader: dlt runs the three resources round-robin, so an account has up
-# to three times this in flight, past MAX_CONCURRENCY; more only holds more pages in memory (about 4 MB each).
-PAGES_HELD = 4
+# Pages each resource fetches at once and holds for dlt: the three resources run round-robin, so an account has
+# up to three times this in flight, past MAX_CONCURRENCY; more only holds more pages in memory (about 4 MB each).
+PAGES_AHEAD = 4
 DEFAULT_LOOKBACK_DAYS = 0  # from the cursor's day; unpriced calls and messages are fetched again by sid
 DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS = 3  # a day's totals settle after it
 DEFAULT_INITIAL_DAYS = 30
