@@ -16,11 +16,13 @@ from itertools import chain
 import dlt
 import orjson
 import pyarrow as pa
+from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 
 from dlt_sources.quarantine import quarantined
 
 ARROW_TYPES = {"bool": pa.bool_(), "bigint": pa.int64(), "double": pa.float64(), "text": pa.string(),
                "json": pa.string()}
+
 PYTHON_TYPES = {bool: "bool", int: "bigint", float: "double", str: "text", dict: "json", list: "json"}
 
 # The load id and row id rows get from dlt's row normalizer: staging reads `_dlt_load_id`. Set here rather than in
@@ -86,15 +88,28 @@ def _arrays(records: list[dict], types: Mapping[str, str | None]) -> dict[str, p
         target = ARROW_TYPES[data_type] if data_type else array.type
         if pa.types.is_null(array.type) and not data_type:
             continue  # no value yet: the column is not created, as with rows
-        if array.type != target and not pa.types.is_null(array.type):
+        widened = (array.type, target) == (pa.int64(), pa.float64())  # whole numbers in a double column
+        if array.type != target and not widened and not pa.types.is_null(array.type):
             return None
         arrays[name] = array.cast(target)
     return arrays
 
 
+def _stored_types(table: str) -> dict[str, str]:
+    """The types the table's columns already have in the pipeline's schema (restored from the warehouse):
+    a value of another type cannot be copied into them."""
+    try:
+        columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
+    except CurrentSourceSchemaNotAvailable:
+        return {}
+    return {name: column["data_type"] for name, column in columns.items() if column.get("data_type") in ARROW_TYPES}
+
+
 def arrow_page(page: list[dict], table: str, key: str, account: str, hints: Mapping[str, str]) -> Iterator:
     """The page's records as one Arrow table for `table`, JSON columns hinted as such; then those without
-    `key` or with a mistyped field, marked for `<table>_quarantine`. `hints`: column -> dlt data type."""
+    `key` or with a mistyped field, marked for `<table>_quarantine`. `hints`: column -> dlt data type, over
+    the types the table's columns already have."""
+    hints = {**_stored_types(table), **hints}
     rejected = [(record, f"missing_{key}") for record in page if not record.get(key)]
     kept = [record for record in page if record.get(key)]
     types = {name: _data_type(kept, name, hints.get(name)) for name in dict.fromkeys(chain.from_iterable(kept))}

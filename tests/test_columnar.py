@@ -105,3 +105,21 @@ def test_a_string_among_numbers_goes_to_quarantine_and_the_rest_of_the_page_load
     assert loaded.data.column("metadata").to_pylist() == ['{"a":1}', '"text"']
     assert quarantined.data.column("reason").to_pylist() == ["mistyped:duration_ms"]
     assert json.loads(quarantined.data.column("record")[0].as_py()) == page[2]
+
+
+def test_a_later_page_of_another_type_than_the_stored_column_goes_to_quarantine(database_factory, tmp_path):
+    """The columns' stored types bind later runs: 1.5 cannot be copied into the bigint column the first run
+    made (the load would fail, and with it every load after), so its record is quarantined."""
+    warehouse = database_factory("columnar_drift")
+    runs = [[{"sid": "CA1", "duration_ms": 1, "cost": 0.5}],
+            [{"sid": "CA2", "duration_ms": 1.5, "cost": 0.25}, {"sid": "CA3", "duration_ms": 2, "cost": 1}]]
+    for number, page in enumerate(runs):
+        pipeline = dlt.pipeline(pipeline_name="listing_drift", dataset_name="raw_listing",
+                                pipelines_dir=str(tmp_path / str(number)),
+                                destination=warehouse_destination(warehouse.url))
+        pipeline.run(_arrow_path(page))  # a fresh folder each run, as Dagster's: the schema comes from the warehouse
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select sid, duration_ms, cost from raw_listing.calls order by sid")
+        assert cursor.fetchall() == [("CA1", 1, 0.5), ("CA3", 2, 1.0)]  # 1 fits the double column
+        cursor.execute("select reason, record from raw_listing.calls_quarantine")
+        assert cursor.fetchall() == [("mistyped:duration_ms", runs[1][0])]
