@@ -10,6 +10,8 @@ import pytest
 
 from dlt_sources.columnar import arrow_page
 from dlt_sources.destination import warehouse_destination
+from dlt_sources.quarantine import quarantined
+from tests.conftest import pipeline_environment, run_job, run_pipeline
 
 pytestmark = pytest.mark.integration
 HINTS = {"price": "text", "metadata": "json", "error_code": "bigint"}
@@ -123,3 +125,38 @@ def test_a_later_page_of_another_type_than_the_stored_column_goes_to_quarantine(
         assert cursor.fetchall() == [("CA1", 1, 0.5), ("CA3", 2, 1.0)]  # 1 fits the double column
         cursor.execute("select reason, record from raw_listing.calls_quarantine")
         assert cursor.fetchall() == [("mistyped:duration_ms", runs[1][0])]
+
+
+def test_a_mistyped_call_leaves_quarantine_once_the_provider_sends_it_loadable(sandbox_server, database_factory,
+                                                                                tmp_path):
+    """Quarantined for a mistyped field, then listed again as it should be: billed, and no longer held, so
+    billed + quarantined still counts it once. One never sent loadable stays held."""
+    warehouse = database_factory("columnar_mended")
+    with pipeline_environment(warehouse, sandbox_server, tmp_path / "directory.json"):
+        assert run_pipeline().success
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select to_jsonb(calls) - '_dlt_load_id' - '_dlt_id' from raw_retell.calls as calls "
+                           "order by call_id limit 1")
+            loaded = cursor.fetchone()[0]
+        mended = {**loaded, "duration_ms": "61 s"}
+        never = {**mended, "call_id": "call_never_loadable"}
+
+        @dlt.source(name="retell_quarantined", max_table_nesting=0)
+        def earlier_run():
+            @dlt.resource(name="calls", write_disposition="merge", primary_key="call_id")
+            def calls():
+                yield from quarantined([(mended, "mistyped:duration_ms"), (never, "mistyped:duration_ms")],
+                                       "call_id", "calls", loaded["workspace"])
+            return calls
+
+        dlt.pipeline(pipeline_name="retell_quarantined", dataset_name="raw_retell", pipelines_dir=str(tmp_path),
+                     destination=warehouse_destination(warehouse.url)).run(earlier_run())
+        assert run_job("build_models").success
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select count(*) from raw_retell.calls_quarantine")
+        assert cursor.fetchone() == (2,)
+        cursor.execute("select reason, details ->> 'call_id' from marts.quarantine where stage = 'collector'")
+        assert cursor.fetchall() == [("mistyped:duration_ms", "call_never_loadable")]
+        cursor.execute("select count(*) from marts.fct_usage_events where provider = 'retell' and external_id = %s",
+                       (loaded["call_id"],))
+        assert cursor.fetchone()[0] > 0

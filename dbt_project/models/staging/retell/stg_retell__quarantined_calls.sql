@@ -1,7 +1,14 @@
-{# Calls the collector could not load (no call_id), kept whole with the reason. #}
+{# Calls the collector could not load (no call_id, a mistyped field), kept whole with the reason; a call
+   quarantined for a mistyped field no longer is once the provider has sent it loadable. #}
 with source as (
 
     select * from {{ raw_source('retell', 'calls_quarantine') }}
+
+),
+
+loaded as (
+
+    select call_id from {{ raw_source('retell', 'calls') }}
 
 )
 
@@ -16,3 +23,4 @@ select
     seen_at
 
 from source
+where not exists (select 1 from loaded where loaded.call_id = source.record ->> 'call_id')

@@ -1,5 +1,14 @@
-{# Calls and messages the collector could not load (no sid), kept whole with the reason. #}
-with calls as (
+{# Calls and messages the collector could not load (no sid, a mistyped field), kept whole with the reason;
+   one quarantined for a mistyped field no longer is once the provider has sent it loadable. #}
+with loaded as (
+
+    select 'call' as object_type, sid from {{ raw_source('twilio', 'calls') }}
+    union all
+    select 'message', sid from {{ raw_source('twilio', 'messages') }}
+
+),
+
+calls as (
 
     select 'call' as object_type, sid as quarantine_key, reason, account, record, seen_at
     from {{ raw_source('twilio', 'calls_quarantine') }}
@@ -34,3 +43,5 @@ select
     seen_at
 
 from records
+where not exists (select 1 from loaded
+                  where loaded.object_type = records.object_type and loaded.sid = records.record ->> 'sid')
