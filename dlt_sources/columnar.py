@@ -42,6 +42,12 @@ class _JsonHintsKept(logging.Filter):
 logging.getLogger("dlt").addFilter(_JsonHintsKept())
 
 
+def column_hints(types: Mapping[str, str]) -> dict:
+    """A resource's column hints from column -> dlt data type: hinted columns exist even while null, and
+    strings stay strings."""
+    return {name: {"data_type": data_type} for name, data_type in types.items()}
+
+
 def _data_type(page: list[dict], name: str, hint: str | None) -> str | None:
     """A column's type: its hint, else json if its first non-null value is nested; None: inferred from the values
     (`_arrays`, `_inferred`)."""
@@ -126,6 +132,8 @@ def arrow_page(page: list[dict], table: str, key: str, account: str, hints: Mapp
         arrays = {name: pa.array([_cell(record.get(name), data_type) for record in kept], ARROW_TYPES[data_type])
                   for name, data_type in types.items() if data_type}
     if kept:
-        json_hints = {name: {"data_type": "json"} for name, data_type in types.items() if data_type == "json"}
-        yield dlt.mark.with_hints(pa.table(arrays), dlt.mark.make_hints(columns=json_hints))
+        table_data = pa.table(arrays)
+        new_json = {name: "json" for name, data_type in types.items() if data_type == "json" and name not in hints}
+        yield dlt.mark.with_hints(table_data, dlt.mark.make_hints(columns=column_hints(new_json))) if new_json \
+            else table_data
     yield from quarantined(rejected, key, table, account)

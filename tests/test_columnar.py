@@ -8,7 +8,7 @@ import json
 import dlt
 import pytest
 
-from dlt_sources.columnar import arrow_page
+from dlt_sources.columnar import arrow_page, column_hints
 from dlt_sources.destination import warehouse_destination
 from dlt_sources.quarantine import quarantined
 from tests.conftest import pipeline_environment, run_job, run_pipeline
@@ -37,7 +37,7 @@ def _rows_path(records: list[dict]):
     @dlt.source(name="listing", max_table_nesting=0)
     def listing():
         return dlt.resource(records, name="calls", write_disposition="merge", primary_key="sid",
-                            columns={name: {"data_type": data_type} for name, data_type in HINTS.items()})
+                            columns=column_hints(HINTS))
     return listing()
 
 
@@ -45,7 +45,7 @@ def _arrow_path(records: list[dict]):
     @dlt.source(name="listing", max_table_nesting=0)
     def listing():
         @dlt.resource(name="calls", write_disposition="merge", primary_key="sid",
-                      columns={name: {"data_type": data_type} for name, data_type in HINTS.items()})
+                      columns=column_hints(HINTS))
         def calls():
             yield from arrow_page([dict(record) for record in records], "calls", "sid", "AC1", HINTS)
         return calls

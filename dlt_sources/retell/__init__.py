@@ -11,7 +11,7 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, counted, record_success
 from dlt_sources.backfill import Backfill
-from dlt_sources.columnar import arrow_page
+from dlt_sources.columnar import arrow_page, column_hints
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.pending import OpenObjects, Refetched, fetched_by_id, record_skipped
 from dlt_sources.retell.helpers import call_pages, get_call_path, has_final_cost
@@ -59,7 +59,7 @@ def _by_workspace(pending_calls: Iterable[dict]) -> dict[str, list[str]]:
 @dlt.resource(
     write_disposition="merge",
     primary_key="call_id",
-    columns={name: {"data_type": data_type} for name, data_type in CALL_TYPES.items()},
+    columns=column_hints(CALL_TYPES),
 )
 def calls(clients: list[ProviderClient], lookback_hours: int, initial_days: int, backfill: Backfill | None,
           pending: Mapping[str, list[str]]) -> Iterator:

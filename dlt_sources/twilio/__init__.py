@@ -14,35 +14,23 @@ from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
 from billing_usage.settings import utc_now
 from dlt_sources.account_state import account_state, record_success
 from dlt_sources.backfill import Backfill
-from dlt_sources.columnar import arrow_page
+from dlt_sources.columnar import arrow_page, column_hints
 from dlt_sources.http_client import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, ProviderClient, http_options
 from dlt_sources.pending import OpenObjects, Refetched, record_skipped
 from dlt_sources.twilio.helpers import account_sids, is_priced, pages_in_parallel, pages_then_pending
 from dlt_sources.twilio.settings import (
     API_VERSION,
+    CALL_TYPES,
     DEFAULT_INITIAL_DAYS,
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS,
     MAX_CONCURRENCY,
+    MESSAGE_TYPES,
     PAGES_AHEAD,
     REQUEST_TIMEOUT_SECONDS,
     TWILIO_API_BASE,
+    USAGE_RECORD_TYPES,
 )
-
-
-def _types(*text_columns: str, **other_types: str) -> dict[str, str]:
-    return {**dict.fromkeys(text_columns, "text"), **other_types}
-
-
-def _hints(types: dict[str, str]) -> dict:
-    """Type hints, so columns that are null in a first load still exist and strings stay strings."""
-    return {name: {"data_type": data_type} for name, data_type in types.items()}
-
-
-CALL_TYPES = _types("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time")
-MESSAGE_TYPES = _types("price", "num_segments", "num_media", "messaging_service_sid", "date_sent", "error_message",
-                       error_code="bigint")
-USAGE_RECORD_TYPES = _types("price", "count", "usage")
 
 
 @dlt.source(name="twilio", max_table_nesting=0)
@@ -154,14 +142,14 @@ def _collect(clients, window: _Window, path: str, items_key: str, params_for,
             yield page
 
 
-@dlt.resource(write_disposition="merge", primary_key="sid", columns=_hints(CALL_TYPES))
+@dlt.resource(write_disposition="merge", primary_key="sid", columns=column_hints(CALL_TYPES))
 def calls(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Calls.json", "calls",
                         lambda start, end: {"StartTime>": start.isoformat(), "StartTime<": end.isoformat()}, pending,
                         CALL_TYPES)
 
 
-@dlt.resource(write_disposition="merge", primary_key="sid", columns=_hints(MESSAGE_TYPES))
+@dlt.resource(write_disposition="merge", primary_key="sid", columns=column_hints(MESSAGE_TYPES))
 def messages(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iterator:
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", "messages",
                         lambda start, end: {"DateSent>": start.isoformat(), "DateSent<": end.isoformat()}, pending,
@@ -169,7 +157,7 @@ def messages(clients, window: _Window, pending: Mapping[str, list[str]]) -> Iter
 
 
 @dlt.resource(write_disposition="merge", primary_key=("account_sid", "category", "start_date", "end_date"),
-              columns=_hints(USAGE_RECORD_TYPES))
+              columns=column_hints(USAGE_RECORD_TYPES))
 def usage_records(clients, window: _Window) -> Iterator[list[dict]]:
     """Daily records per account; subaccounts are excluded here because they are listed on their own."""
     yield from _collect(clients, window, f"/{API_VERSION}/Accounts/{{sid}}/Usage/Records/Daily.json",

@@ -11,3 +11,8 @@ DEFAULT_LOOKBACK_DAYS = 0  # from the cursor's day; unpriced calls and messages 
 DEFAULT_USAGE_RECORDS_LOOKBACK_DAYS = 3  # a day's totals settle after it
 DEFAULT_INITIAL_DAYS = 30
 REQUEST_TIMEOUT_SECONDS = 60
+# Column types (dlt data types): the API's numbers-as-strings stay text, and columns null in a first load exist.
+CALL_TYPES = dict.fromkeys(("price", "duration", "queue_time", "parent_call_sid", "start_time", "end_time"), "text")
+MESSAGE_TYPES = {**dict.fromkeys(("price", "num_segments", "num_media", "messaging_service_sid", "date_sent",
+                                  "error_message"), "text"), "error_code": "bigint"}
+USAGE_RECORD_TYPES = dict.fromkeys(("price", "count", "usage"), "text")
