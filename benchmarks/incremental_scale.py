@@ -72,6 +72,8 @@ HISTORY_ONLY = {  # what history holds besides the objects: Twilio's daily total
     "marts.fct_daily_client_usage": {"usage_date": "day", "observed_through": "ts"},
     "marts.fct_hourly_usage": {"usage_hour": "ts", "usage_date": "day", "observed_through": "ts"},
     "marts.anomaly_objects_daily": {"usage_date": "day", "observed_through": "ts"},
+    "marts.coverage_twilio_daily": {"usage_date": "day", "observed_through": "ts"},
+    "marts.coverage_retell_daily": {"usage_date": "day", "observed_through": "ts"},
 }
 
 # The tables B holds 100 times over; the others (directory, OpenRouter, webhooks) stay as the sandbox made them.

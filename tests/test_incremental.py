@@ -177,6 +177,10 @@ DAY_ROLLUP_COLUMNS = {  # each rollup's rows, without observed_through (it moves
     "fct_daily_client_usage": f"usage_date, client_id, provider, {MEASURES}",
     "fct_hourly_usage": f"usage_hour, client_id, provider, {MEASURES}",
     "anomaly_objects_daily": "usage_date, client_id, account, provider, event_count, object_count",
+    "coverage_twilio_daily": "usage_date, account, category, objects, quantity, cost_usd, sip_or_client_objects, "
+                             "unbilled_objects, expired_events, pending_events",
+    "coverage_retell_daily": "usage_date, workspace, retell_agent_id, client_id, polled_calls, delivered_calls, "
+                             "pending_calls",
 }
 
 

@@ -12,17 +12,25 @@
 
 {# The days a build (re)computes, as a condition on a date column: the last evaluation_days before the
    build's day and the build's day itself, and a backfill's days [start, end). iso_text: the column is a day
-   as 'YYYY-MM-DD' text (which sorts as the day), compared as text so an index on it serves. #}
-{% macro coverage_days(column, iso_text=false) -%}
-    ({{ column }} >= {{ _day_bound(anomaly_as_of_day() ~ ' - ' ~ coverage_threshold('evaluation_days'), iso_text) }}
+   as 'YYYY-MM-DD' text (which sorts as the day), compared as text so an index on it serves; timestamp: the
+   column is a timestamptz, compared with the UTC midnights that bound the days, likewise. #}
+{% macro coverage_days(column, iso_text=false, timestamp=false) -%}
+    {%- set kind = 'iso_text' if iso_text else ('timestamp' if timestamp else 'date') -%}
+    ({{ column }} >= {{ _day_bound(anomaly_as_of_day() ~ ' - ' ~ coverage_threshold('evaluation_days'), kind) }}
     {%- if var('backfill_start', none) %}
-     or ({{ column }} >= {{ _day_bound("'" ~ var('backfill_start') ~ "'::date", iso_text) }}
-         and {{ column }} < {{ _day_bound("'" ~ var('backfill_end') ~ "'::date", iso_text) }})
+     or ({{ column }} >= {{ _day_bound("'" ~ var('backfill_start') ~ "'::date", kind) }}
+         and {{ column }} < {{ _day_bound("'" ~ var('backfill_end') ~ "'::date", kind) }})
     {%- endif %})
 {%- endmacro %}
 
-{% macro _day_bound(day, iso_text) -%}
-    {{ "to_char(" ~ day ~ ", 'YYYY-MM-DD')" if iso_text else day }}
+{% macro _day_bound(day, kind) -%}
+    {%- if kind == 'iso_text' -%}
+    to_char({{ day }}, 'YYYY-MM-DD')
+    {%- elif kind == 'timestamp' -%}
+    ({{ day }})::timestamp at time zone 'UTC'
+    {%- else -%}
+    {{ day }}
+    {%- endif -%}
 {%- endmacro %}
 
 {# Pre-hook of fct_coverage_daily: clear the days about to be recomputed (a comparison may be gone). #}

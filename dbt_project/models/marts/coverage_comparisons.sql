@@ -15,6 +15,9 @@
      day webhooks arrived for the workspace), and Retell phone calls against their Twilio legs
      (twilio_legs, from fct_calls), per client.
 
+   Our side comes per day from coverage_twilio_daily and coverage_retell_daily (incremental), so a build
+   reads a few rows per day of the window, not its events.
+
    settled: the provider's figure is final for the day (its as_of past the day's end) and nothing in it is
    pending a price; otherwise unsettled_reason says why. #}
 {# A table, not a view: a view over several staging views is dropped by each of their rebuilds (cascade),
@@ -75,56 +78,20 @@ twilio_provider_days as (
 
 ),
 
-twilio_objects as (
-
-    select
-        events.attributes ->> 'account_sid' as account,
-        events.usage_date,
-        case events.metric
-            when 'voice_minutes' then 'calls'
-            when 'sms_segments' then 'sms'
-            when 'mms_messages' then 'mms'
-        end as category,
-        events.quantity,
-        events.cost_usd,
-        events.cost_status,
-        -- SIP and Client calls bill under trunking-* / their own categories, never under calls
-        coalesce(events.metric = 'voice_minutes' and (
-            events.attributes ->> 'direction' like 'trunking%'
-            or (events.attributes ->> 'sip_or_client')::boolean), false)
-            as sip_or_client,
-        coalesce(events.metric = 'voice_minutes'
-                 and events.attributes ->> 'status' in ('busy', 'failed', 'no-answer', 'canceled'), false)
-            as unbilled_status
-    from {{ ref('fct_usage_events') }} as events
-    where events.provider = 'twilio'
-      and {{ coverage_days('events.usage_date') }}
-
-),
-
 twilio_ours as (
 
-    select
-        account,
-        usage_date,
-        category,
-        count(*) filter (where not sip_or_client) as objects,
-        coalesce(sum(quantity) filter (where not sip_or_client), 0) as quantity,
-        coalesce(sum(cost_usd) filter (where not sip_or_client), 0) as cost_usd,
-        count(*) filter (where sip_or_client) as sip_or_client_objects,
-        count(*) filter (where unbilled_status and not sip_or_client) as unbilled_objects,
-        count(*) filter (where cost_status = 'expired' and not sip_or_client) as expired_events
-    from twilio_objects
-    where category is not null
-    group by account, usage_date, category
+    select account, usage_date, category, objects, quantity, cost_usd, sip_or_client_objects, unbilled_objects,
+           expired_events
+    from {{ ref('coverage_twilio_daily') }}
+    where category is not null and {{ coverage_days('usage_date') }}
 
 ),
 
 twilio_pending as (
 
-    select account, usage_date, count(*) as pending_events
-    from twilio_objects
-    where cost_status = 'pending'
+    select account, usage_date, sum(pending_events) as pending_events
+    from {{ ref('coverage_twilio_daily') }}
+    where {{ coverage_days('usage_date') }}
     group by account, usage_date
 
 ),
@@ -396,20 +363,10 @@ openrouter_comparisons as (
 
 -- retell --------------------------------------------------------------------------------------------
 
-retell_calls as (
+retell_days as (
 
-    select
-        external_id as call_id,
-        min(usage_date) as usage_date,
-        max(client_id) as client_id,
-        max(attributes ->> 'workspace') as workspace,
-        max(attributes ->> 'retell_agent_id') as retell_agent_id,
-        bool_or('poll' = any(source_channels)) as polled,
-        bool_or('webhook' = any(source_channels)) as delivered,
-        bool_or(cost_status = 'pending') as pending
-    from {{ ref('fct_usage_events') }}
-    where provider = 'retell' and {{ coverage_days('usage_date') }}
-    group by external_id
+    select * from {{ ref('coverage_retell_daily') }}
+    where {{ coverage_days('usage_date') }}
 
 ),
 
@@ -417,7 +374,7 @@ retell_calls as (
 agent_workspaces as (
 
     select retell_agent_id, max(workspace) as workspace
-    from retell_calls
+    from retell_days
     where workspace is not null
     group by retell_agent_id
 
@@ -426,7 +383,7 @@ agent_workspaces as (
 client_workspaces as (
 
     select client_id, max(workspace) as workspace
-    from retell_calls
+    from retell_days
     where workspace is not null
     group by client_id
 
@@ -435,11 +392,11 @@ client_workspaces as (
 retell_located as (
 
     select
-        calls.*,
-        coalesce(calls.workspace, agents.workspace, clients.workspace, 'unknown') as account
-    from retell_calls as calls
-    left join agent_workspaces as agents on agents.retell_agent_id = calls.retell_agent_id
-    left join client_workspaces as clients on clients.client_id = calls.client_id
+        days.*,
+        coalesce(days.workspace, agents.workspace, clients.workspace, 'unknown') as account
+    from retell_days as days
+    left join agent_workspaces as agents on agents.retell_agent_id = days.retell_agent_id
+    left join client_workspaces as clients on clients.client_id = days.client_id
 
 ),
 
@@ -456,7 +413,7 @@ webhooks_since as (
 
     select account, min(usage_date) as first_day
     from retell_located
-    where delivered
+    where delivered_calls > 0
     group by account
 
 ),
@@ -467,9 +424,9 @@ webhook_counts as (
         calls.account,
         calls.client_id,
         calls.usage_date,
-        count(*) filter (where calls.polled) as ours,
-        count(*) filter (where calls.delivered) as theirs,
-        count(*) filter (where calls.pending) as pending_events
+        sum(calls.polled_calls) as ours,
+        sum(calls.delivered_calls) as theirs,
+        sum(calls.pending_calls) as pending_events
     from retell_located as calls
     inner join webhooks_since as since on since.account = calls.account and calls.usage_date >= since.first_day
     where {{ coverage_days('calls.usage_date') }}
@@ -495,7 +452,7 @@ pending_by_client_day as (
 phone_calls as (
 
     select
-        coalesce(located.account, workspaces.workspace, 'unknown') as account,
+        coalesce(calls.retell_workspace, agents.workspace, clients.workspace, 'unknown') as account,
         calls.client_id,
         (calls.started_at at time zone 'UTC')::date as usage_date,
         count(distinct calls.call_id) filter (
@@ -503,10 +460,10 @@ phone_calls as (
         count(distinct calls.twilio_call_sid) filter (
             where calls.link_status in ('matched', 'twilio_without_retell_call')) as theirs
     from {{ ref('fct_calls') }} as calls
-    left join retell_located as located on located.call_id = calls.call_id
-    left join client_workspaces as workspaces on workspaces.client_id = calls.client_id
+    left join agent_workspaces as agents on agents.retell_agent_id = calls.retell_agent_id
+    left join client_workspaces as clients on clients.client_id = calls.client_id
     where calls.link_status <> 'web_call'
-      and {{ coverage_days("(calls.started_at at time zone 'UTC')::date") }}
+      and {{ coverage_days('calls.started_at', timestamp=true) }}
     group by 1, 2, 3
 
 ),

@@ -12,7 +12,8 @@
 ) }}
 {% set rebuilt_only = is_incremental() and not rebuilds_all_changes() %}
 {% set event_columns = "provider, external_id, linked_external_id, client_id, agent_id, usage_date, occurred_at, "
-                       ~ "metric, quantity, cost_usd, attributes ->> 'call_type' as call_type" %}
+                       ~ "metric, quantity, cost_usd, attributes ->> 'call_type' as call_type, "
+                       ~ "attributes ->> 'workspace' as workspace, attributes ->> 'retell_agent_id' as retell_agent_id" %}
 
 with {% if rebuilt_only %}{{ changed_conversation_keys(event_columns) }},
 
@@ -52,6 +53,8 @@ retell as (
         max(agent_id) as agent_id,
         min(occurred_at) as started_at,
         max(call_type) as call_type,
+        max(workspace) as workspace,
+        max(retell_agent_id) as retell_agent_id,
         sum(quantity) filter (where metric = 'voice_seconds') as retell_billed_seconds,
         sum(quantity) filter (where metric = 'llm_tokens') as llm_tokens,
         sum(cost_usd) as retell_cost_usd
@@ -97,7 +100,9 @@ select
         else 'twilio_without_retell_call'
     end as link_status,
     retell.client_id is not null and twilio.client_id is not null and retell.client_id <> twilio.client_id
-        as client_mismatch
+        as client_mismatch,
+    retell.workspace as retell_workspace,
+    retell.retell_agent_id
 
 from retell
 full outer join twilio on twilio.twilio_call_sid = retell.twilio_call_sid
