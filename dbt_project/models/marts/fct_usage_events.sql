@@ -10,7 +10,7 @@
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_by_key',
     unique_key='usage_event_id',
     on_schema_change='append_new_columns',
     indexes=[
