@@ -10,7 +10,7 @@
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
-    incremental_strategy='replace_by_key',
+    incremental_strategy='replace_usage_events',
     unique_key='usage_event_id',
     on_schema_change='append_new_columns',
     indexes=[
