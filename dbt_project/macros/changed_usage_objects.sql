@@ -166,15 +166,14 @@
 {# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
    gone); their client-days were logged by the pre-hook. Then the client-days the recomputed objects now
    lie on go to ops.usage_event_changes.
-   The model's delete+insert has just written every fresh row of the recomputed objects in this
-   transaction, so the stale ones are those another transaction wrote (xmin): no second pass through
+   The model's strategy (replace_usage_events) has just written every fresh row of the recomputed objects in
+   this transaction, so the stale ones are those another transaction wrote (xmin): no second pass through
    normalization to learn the fresh ids. The recomputed rows are read once for both statements, and the
-   stale ones deleted by ctid (a tid scan). #}
+   stale ones deleted by ctid (a tid scan). A build that recomputed everything left no stale row: the
+   strategy deleted every stored one, and a first build or full refresh starts from an empty table. #}
 {% macro delete_stale_usage_events() %}
     {%- set changed = changed_usage_objects() -%}
-    {%- if changed == 'true' -%}
-    delete from {{ this }} where xmin <> xid(pg_current_xact_id());
-    {%- else -%}
+    {%- if changed != 'true' -%}
     with recomputed as materialized (
         select ctid, xmin = xid(pg_current_xact_id()) as fresh, client_id, usage_date
         from {{ this }} where {{ changed }}

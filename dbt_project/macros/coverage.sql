@@ -10,12 +10,11 @@
     {{ return(thresholds[name]) }}
 {%- endmacro %}
 
-{# The days a build (re)computes, as a condition on a date column: the last evaluation_days before the
-   build's day and the build's day itself, and a backfill's days [start, end). iso_text: the column is a day
-   as 'YYYY-MM-DD' text (which sorts as the day), compared as text so an index on it serves; timestamp: the
-   column is a timestamptz, compared with the UTC midnights that bound the days, likewise. #}
-{% macro coverage_days(column, iso_text=false, timestamp=false) -%}
-    {%- set kind = 'iso_text' if iso_text else ('timestamp' if timestamp else 'date') -%}
+{# The days a build (re)computes, as a condition on a column: the last evaluation_days before the build's day
+   and the build's day itself, and a backfill's days [start, end). kind: 'date'; 'iso_text', a day as
+   'YYYY-MM-DD' text (which sorts as the day), compared as text so an index on it serves; 'timestamp', a
+   timestamptz, compared with the UTC midnights that bound the days, likewise. #}
+{% macro coverage_days(column, kind='date') -%}
     ({{ column }} >= {{ _day_bound(anomaly_as_of_day() ~ ' - ' ~ coverage_threshold('evaluation_days'), kind) }}
     {%- if var('backfill_start', none) %}
      or ({{ column }} >= {{ _day_bound("'" ~ var('backfill_start') ~ "'::date", kind) }}

@@ -1,6 +1,6 @@
 {# fct_usage_events' incremental strategy: replace the stored rows of the recomputed objects by the new rows.
-   - A build that recomputes every object (the directory changed) deletes every stored row first: its
-     post-hook would delete whatever the build did not write anyway.
+   - A build that recomputes every object (the directory changed) deletes every stored row first: a row
+     it does not write again is stale (delete_stale_usage_events then has nothing to delete).
    - Otherwise it deletes the rows whose usage_event_id the new rows carry with `= any(array(...))`, which
      always probes the primary key, in key order. dbt's delete+insert (`in (select distinct ...)`) probed it
      in hash order on a day of a million events, and reads the whole table when the planner expects many

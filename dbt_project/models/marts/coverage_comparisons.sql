@@ -66,7 +66,7 @@ twilio_records as (
         as_of
     from {{ ref('stg_twilio__usage_records') }}
     where start_date = end_date
-      and {{ coverage_days('start_date_iso', iso_text=true) }}
+      and {{ coverage_days('start_date_iso', kind='iso_text') }}
 
 ),
 
@@ -463,7 +463,7 @@ phone_calls as (
     left join agent_workspaces as agents on agents.retell_agent_id = calls.retell_agent_id
     left join client_workspaces as clients on clients.client_id = calls.client_id
     where calls.link_status <> 'web_call'
-      and {{ coverage_days('calls.started_at', timestamp=true) }}
+      and {{ coverage_days('calls.started_at', kind='timestamp') }}
     group by 1, 2, 3
 
 ),
