@@ -35,25 +35,42 @@ def _build(warehouse, as_of: datetime, *selection: str) -> None:
     assert result.returncode == 0, result.stdout[-4000:]
 
 
+def _deliver_call(warehouse, delivery_id: str, call_id: str, retell_agent_id: str, occurred: datetime,
+                  seconds: int, cents: int) -> None:
+    """A Retell call_analyzed webhook delivery, as the receiver stores it."""
+    call = {"call_id": call_id, "agent_id": retell_agent_id, "call_type": "web_call", "call_status": "ended",
+            "start_timestamp": int(occurred.timestamp() * 1000), "duration_ms": seconds * 1000,
+            "call_cost": {"product_costs": [], "total_duration_seconds": seconds, "combined_cost": cents}}
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
+                       "values (%s, 'call_analyzed', %s, %s)",
+                       (delivery_id, call_id, json.dumps({"event": "call_analyzed", "call": call})))
+
+
 @pytest.fixture(scope="module")
 def closed(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("cycles")
     with pipeline_environment(warehouse, sandbox_server, tmp_path_factory.mktemp("dir") / "directory.yaml"):
 
         assert run_pipeline().success
+    # a call on the partial first UTC day of a cycle starting within the generated days, halfway between the
+    # cycle's start (a client's local midnight) and the next UTC midnight
+    (client_id, cycle_start), = _query(warehouse, """
+        select client_id, cycle_start from marts.dim_billing_cycles
+        where (cycle_start at time zone 'UTC')::time <> '00:00'
+          and (cycle_start at time zone 'UTC')::date between %s and %s
+        order by cycle_start, client_id limit 1""", (SMALL.start_date, SMALL.end_date))
+    next_midnight = datetime.combine((cycle_start.astimezone(UTC) + timedelta(days=1)).date(), datetime.min.time(), UTC)
+    edge_agent = next(client for client in clients(SMALL) if client.client_id == client_id).agents[0]
+    _deliver_call(warehouse, "edge", "call_on_a_partial_first_day", edge_agent.retell_agent_id,
+                  cycle_start + (next_midnight - cycle_start) / 2, 60, 120)
     # every cycle holding the generated days has closed by then
     as_of = datetime.combine(SMALL.end_date, datetime.min.time(), UTC) + timedelta(days=70)
     _build(warehouse, as_of)
     frozen = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
     agent = clients(SMALL)[0].agents[0]
     occurred = datetime.combine(SMALL.start_date, datetime.min.time(), UTC) + timedelta(hours=12)
-    call = {"call_id": LATE_CALL, "agent_id": agent.retell_agent_id, "call_type": "web_call", "call_status": "ended",
-            "start_timestamp": int(occurred.timestamp() * 1000), "duration_ms": 90_000,
-            "call_cost": {"product_costs": [], "total_duration_seconds": 90, "combined_cost": 250}}
-    with warehouse.connect() as connection, connection.cursor() as cursor:
-        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
-                       "values ('late', 'call_analyzed', %s, %s)",
-                       (LATE_CALL, json.dumps({"event": "call_analyzed", "call": call})))
+    _deliver_call(warehouse, "late", LATE_CALL, agent.retell_agent_id, occurred, 90, 250)
     _build(warehouse, as_of + timedelta(hours=1))
     after_late = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
     adjustments = _query(warehouse, """select cycle_id, client_id, provider, metric, delta_quantity, delta_cost_usd,
@@ -108,6 +125,38 @@ def test_cycles_plus_adjustments_equal_events_to_the_cent(closed):
     assert by_agent == cycles
 
 
+CYCLE_EVENTS = """
+    select cycles.cycle_id, events.provider, events.metric{agent}, sum(events.quantity), sum(events.cost_usd), count(*)
+    from marts.fct_usage_events as events
+    inner join marts.dim_billing_cycles as cycles
+        on cycles.client_id = events.client_id
+        and events.occurred_at >= cycles.cycle_start and events.occurred_at < cycles.cycle_end
+    where cycles.cycle_id not in (select cycle_id from marts.fct_cycle_adjustments)
+    group by cycles.cycle_id, events.provider, events.metric{agent}"""
+
+
+def test_every_cycle_row_equals_its_events_on_partial_days_too(closed):
+    """Whole UTC days are summed from the day rollups, the partial ones at a client's local midnight from events:
+    each row, per agent too, equals the sum of its events (the cycle holding the late event is adjusted)."""
+    warehouse = closed["warehouse"]
+    for model, agent in (("fct_cycle_usage", ""), ("fct_cycle_usage_by_agent", ", agent_id")):
+        stored = _query(warehouse, f"""select cycle_id, provider, metric{agent}, quantity, cost_usd, event_count
+                                       from marts.{model}
+                                       where cycle_id not in (select cycle_id from marts.fct_cycle_adjustments)""")
+        summed = _query(warehouse, CYCLE_EVENTS.format(agent=agent.replace("agent_id", "events.agent_id")))
+        assert sorted(stored, key=str) == sorted(summed, key=str)
+    # the cycles read both kinds of day: events on a first and on a last UTC day that are partial
+    for bound in ("cycle_start", "cycle_end"):
+        on_partial_days = _query(warehouse, f"""
+            select count(*) from marts.fct_usage_events as events
+            inner join marts.dim_billing_cycles as cycles
+                on cycles.client_id = events.client_id
+                and events.occurred_at >= cycles.cycle_start and events.occurred_at < cycles.cycle_end
+            where (cycles.{bound} at time zone 'UTC')::time <> '00:00'
+              and events.usage_date = (cycles.{bound} at time zone 'UTC')::date""")[0][0]
+        assert on_partial_days > 0, bound
+
+
 def test_a_full_refresh_leaves_closed_cycles_and_the_ledger_alone(closed):
     warehouse = closed["warehouse"]
     cycles = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
@@ -137,14 +186,8 @@ def test_a_build_compares_only_the_closed_cycles_whose_events_changed(closed):
     _build(warehouse, closed["as_of"] + timedelta(hours=4), "fct_cycle_usage", "fct_cycle_adjustments")
     assert _query(warehouse, "select 1 from marts.fct_cycle_adjustments where cycle_id = %s", (cycle_id,)) == []
 
-    call = {"call_id": "call_of_another_client", "agent_id": client.agents[0].retell_agent_id,
-            "call_type": "web_call", "call_status": "ended", "duration_ms": 30_000,
-            "start_timestamp": int(closed["occurred"].timestamp() * 1000),
-            "call_cost": {"product_costs": [], "total_duration_seconds": 30, "combined_cost": 100}}
-    with warehouse.connect() as connection, connection.cursor() as cursor:
-        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
-                       "values ('late-2', 'call_analyzed', %s, %s)",
-                       (call["call_id"], json.dumps({"event": "call_analyzed", "call": call})))
+    _deliver_call(warehouse, "late-2", "call_of_another_client", client.agents[0].retell_agent_id,
+                  closed["occurred"], 30, 100)
     _build(warehouse, closed["as_of"] + timedelta(hours=5))
     booked = _query(warehouse, """select provider, metric, delta_quantity from marts.fct_cycle_adjustments
                                   where cycle_id = %s order by provider, metric""", (cycle_id,))

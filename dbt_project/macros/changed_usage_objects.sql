@@ -163,28 +163,6 @@
     {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {% endmacro %}
 
-{# Post-hook: rows of recomputed objects that are no longer billable (quarantined now, or a metric
-   gone); their client-days were logged by the pre-hook. Then the client-days the recomputed objects now
-   lie on go to ops.usage_event_changes.
-   The model's strategy (replace_usage_events) has just written every fresh row of the recomputed objects in
-   this transaction, so the stale ones are those another transaction wrote (xmin): no second pass through
-   normalization to learn the fresh ids. The recomputed rows are read once for both statements, and the
-   stale ones deleted by ctid (a tid scan). A build that recomputed everything left no stale row: the
-   strategy deleted every stored one, and a first build or full refresh starts from an empty table. #}
-{% macro delete_stale_usage_events() %}
-    {%- set changed = changed_usage_objects() -%}
-    {%- if changed != 'true' -%}
-    with recomputed as materialized (
-        select ctid, xmin = xid(pg_current_xact_id()) as fresh, client_id, usage_date
-        from {{ this }} where {{ changed }}
-    ),
-    stale as (
-        delete from {{ this }} where ctid = any(array(select ctid from recomputed where not fresh))
-    )
-    {%- endif %}
-    {{ _log_usage_event_changes(changed, rows='recomputed where fresh') }}
-{% endmacro %}
-
 {# Last post-hook: what this build read is now processed. #}
 {% macro advance_usage_event_watermarks() %}
     update ops.usage_event_watermarks set processed = pending

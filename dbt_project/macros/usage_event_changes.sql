@@ -8,25 +8,34 @@
    Builds are serialized, so changed_at only grows from one build to the next. Rendering only reads;
    the hooks write. #}
 
-{# Pre-hook of fct_usage_events: log the client-days the objects this build recomputes lie on now, and
-   trim what every reader has read. delete_stale_usage_events logs where they lie after the build. #}
-{% macro log_usage_event_changes() %}
+{# Pre-hook of fct_usage_events: trim what every reader has read. Its strategy (replace_usage_events) logs the
+   client-days of the events it rewrites or removes; a first build or full refresh logs everything
+   (log_all_usage_event_changes). #}
+{% macro trim_usage_event_changes() %}
     {%- if is_incremental() -%}
     delete from ops.usage_event_changes
-    where changed_at <= (select min(processed) from ops.rollup_watermarks);
-    {{ _log_usage_event_changes(changed_usage_objects()) }}
+    where changed_at <= (select min(processed) from ops.rollup_watermarks)
     {%- else -%}
     select 1
     {%- endif -%}
 {% endmacro %}
 
-{# `rows`: where the logged events are read from, by default the changed objects' rows of the model. #}
+{% macro log_all_usage_event_changes() %}
+    {%- if is_incremental() -%}
+    select 1
+    {%- else -%}
+    {{ _log_usage_event_changes('true') }}
+    {%- endif -%}
+{% endmacro %}
+
+{# `changed`: the recomputed objects ('true' for all of them, logged as one row with a null client);
+   `rows`: the relation holding their events' client_id and usage_date. #}
 {% macro _log_usage_event_changes(changed, rows=none) -%}
     insert into ops.usage_event_changes (client_id, usage_date)
     {% if changed == 'true' -%}
     values (null, null)
     {%- else -%}
-    select distinct client_id, usage_date from {{ rows or (this ~ ' where ' ~ changed) }}
+    select distinct client_id, usage_date from {{ rows }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -3,7 +3,7 @@
    the events that changed after close and the cycle it bills into (the client's cycle open now). A build
    compares only the closed cycles whose events changed since the last one (usage_event_changes). #}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns',
-          full_refresh=false, pre_hook="{{ pin_rollup_watermark() }}", post_hook="{{ advance_rollup_watermark() }}") }}
+          full_refresh=false, pre_hook="{{ pin_rollup_watermark(built_from=cycle_day_rollup()) }}", post_hook="{{ advance_rollup_watermark() }}") }}
 
 with closed as (
 

@@ -1,5 +1,5 @@
 {# Billing cycle x client x agent x provider x metric (agent_id null for client-level resources),
-   summed from events and frozen at close exactly like fct_cycle_usage: the rows of a cycle and provider
+   summed exactly from events (cycle_usage_totals) and frozen at close exactly like fct_cycle_usage: the rows of a cycle and provider
    are recomputed until they are stored as closed, then never again, not even by `--full-refresh`. #}
 {{ config(
     materialized='incremental',
@@ -7,7 +7,7 @@
     unique_key='cycle_usage_id',
     on_schema_change='append_new_columns',
     full_refresh=false,
-    pre_hook="{{ pin_rollup_watermark() }}",
+    pre_hook="{{ pin_rollup_watermark(built_from=cycle_day_rollup(['agent_id'])) }}",
     post_hook="{{ advance_rollup_watermark() }}",
 ) }}
 

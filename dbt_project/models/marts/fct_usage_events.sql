@@ -1,12 +1,13 @@
 {# The canonical UsageEvent (docs/canonical-event.md): one row per provider object and metric.
    Incremental: a run recomputes only the objects changed since the last one (see
-   changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes,
-   and rows of recomputed objects that are no longer billable (quarantined, or a metric gone) are
-   deleted by the post-hook; the client-days of recomputed objects go to ops.usage_event_changes for the
-   cycle models. cost_status says whether the provider's price has settled; a pending one
+   changed_usage_objects); first_seen_at is kept, last_changed_at moves only when the event changes.
+   Its strategy (replace_usage_events) replaces every stored row of the recomputed objects, so rows no
+   longer billable (quarantined, or a metric gone) go, and logs their client-days in ops.usage_event_changes
+   for the models downstream. cost_status says whether the provider's price has settled; a pending one
    past var('pending_max_age_days') is expired (and recomputed once to say so). The occurred_at index serves
-   the reporting API's time ranges, the partial index on pending events the collectors' list of prices to
-   fetch again; post-hooks create them, so tables built before them get them too. #}
+   the reporting API's time ranges, (client_id, occurred_at) the partial days of billing cycles, the partial
+   index on pending events the collectors' list of prices to fetch again; post-hooks create them, so tables
+   built before them get them too. #}
 {% set changed = changed_usage_objects() %}
 {{ config(
     materialized='incremental',
@@ -18,9 +19,9 @@
       {'columns': ['usage_date']},
       {'columns': ['last_observed_at']},
     ],
-    pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ log_usage_event_changes() }}"],
-    post_hook=["{{ delete_stale_usage_events() }}",
-               "{{ advance_usage_event_watermarks() }}", "{{ ensure_index(this, 'occurred_at') }}",
+    pre_hook=["{{ pin_usage_event_watermarks() }}", "{{ trim_usage_event_changes() }}"],
+    post_hook=["{{ log_all_usage_event_changes() }}", "{{ advance_usage_event_watermarks() }}",
+               "{{ ensure_index(this, 'occurred_at') }}", "{{ ensure_index(this, ['client_id', 'occurred_at']) }}",
                "{{ ensure_index(this, 'provider', where=\"(cost_status = 'pending'::text)\") }}"],
 ) }}
 
