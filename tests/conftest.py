@@ -107,3 +107,15 @@ def run_pipeline(instance=None, partition_key: str | None = None):
     from cli.runs import run_usage_pipeline
 
     return run_usage_pipeline(instance or DagsterInstance.ephemeral(), partition_key)
+
+
+def deliver_retell_web_call(warehouse: Warehouse, delivery_id: str, call_id: str, retell_agent_id: str,
+                            started: datetime, seconds: int, cents: int) -> None:
+    """A Retell call_analyzed webhook for an ended web call, stored as the receiver stores a delivery."""
+    call = {"call_id": call_id, "agent_id": retell_agent_id, "call_type": "web_call", "call_status": "ended",
+            "start_timestamp": int(started.timestamp() * 1000), "duration_ms": seconds * 1000,
+            "call_cost": {"product_costs": [], "total_duration_seconds": seconds, "combined_cost": cents}}
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
+                       "values (%s, 'call_analyzed', %s, %s)",
+                       (delivery_id, call_id, json.dumps({"event": "call_analyzed", "call": call})))

@@ -12,7 +12,7 @@ import pytest
 
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
-from tests.conftest import SMALL, pipeline_environment, run_pipeline
+from tests.conftest import SMALL, deliver_retell_web_call, pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -35,18 +35,6 @@ def _build(warehouse, as_of: datetime, *selection: str) -> None:
     assert result.returncode == 0, result.stdout[-4000:]
 
 
-def _deliver_call(warehouse, delivery_id: str, call_id: str, retell_agent_id: str, occurred: datetime,
-                  seconds: int, cents: int) -> None:
-    """A Retell call_analyzed webhook delivery, as the receiver stores it."""
-    call = {"call_id": call_id, "agent_id": retell_agent_id, "call_type": "web_call", "call_status": "ended",
-            "start_timestamp": int(occurred.timestamp() * 1000), "duration_ms": seconds * 1000,
-            "call_cost": {"product_costs": [], "total_duration_seconds": seconds, "combined_cost": cents}}
-    with warehouse.connect() as connection, connection.cursor() as cursor:
-        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
-                       "values (%s, 'call_analyzed', %s, %s)",
-                       (delivery_id, call_id, json.dumps({"event": "call_analyzed", "call": call})))
-
-
 @pytest.fixture(scope="module")
 def closed(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("cycles")
@@ -62,7 +50,7 @@ def closed(database_factory, sandbox_server, tmp_path_factory):
         order by cycle_start, client_id limit 1""", (SMALL.start_date, SMALL.end_date))
     next_midnight = datetime.combine((cycle_start.astimezone(UTC) + timedelta(days=1)).date(), datetime.min.time(), UTC)
     edge_agent = next(client for client in clients(SMALL) if client.client_id == client_id).agents[0]
-    _deliver_call(warehouse, "edge", "call_on_a_partial_first_day", edge_agent.retell_agent_id,
+    deliver_retell_web_call(warehouse, "edge", "call_on_a_partial_first_day", edge_agent.retell_agent_id,
                   cycle_start + (next_midnight - cycle_start) / 2, 60, 120)
     # every cycle holding the generated days has closed by then
     as_of = datetime.combine(SMALL.end_date, datetime.min.time(), UTC) + timedelta(days=70)
@@ -70,7 +58,7 @@ def closed(database_factory, sandbox_server, tmp_path_factory):
     frozen = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
     agent = clients(SMALL)[0].agents[0]
     occurred = datetime.combine(SMALL.start_date, datetime.min.time(), UTC) + timedelta(hours=12)
-    _deliver_call(warehouse, "late", LATE_CALL, agent.retell_agent_id, occurred, 90, 250)
+    deliver_retell_web_call(warehouse, "late", LATE_CALL, agent.retell_agent_id, occurred, 90, 250)
     _build(warehouse, as_of + timedelta(hours=1))
     after_late = _query(warehouse, "select * from marts.fct_cycle_usage order by cycle_usage_id")
     adjustments = _query(warehouse, """select cycle_id, client_id, provider, metric, delta_quantity, delta_cost_usd,
@@ -186,7 +174,7 @@ def test_a_build_compares_only_the_closed_cycles_whose_events_changed(closed):
     _build(warehouse, closed["as_of"] + timedelta(hours=4), "fct_cycle_usage", "fct_cycle_adjustments")
     assert _query(warehouse, "select 1 from marts.fct_cycle_adjustments where cycle_id = %s", (cycle_id,)) == []
 
-    _deliver_call(warehouse, "late-2", "call_of_another_client", client.agents[0].retell_agent_id,
+    deliver_retell_web_call(warehouse, "late-2", "call_of_another_client", client.agents[0].retell_agent_id,
                   closed["occurred"], 30, 100)
     _build(warehouse, closed["as_of"] + timedelta(hours=5))
     booked = _query(warehouse, """select provider, metric, delta_quantity from marts.fct_cycle_adjustments

@@ -18,7 +18,7 @@ from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.agency import clients
 from sandbox.totals import expected_totals
 from sandbox.usage import client_day
-from tests.conftest import SMALL, pipeline_environment, run_pipeline
+from tests.conftest import SMALL, deliver_retell_web_call, pipeline_environment, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -61,15 +61,9 @@ def _calls(warehouse) -> list[tuple]:
 
 
 def _deliver_web_call(warehouse, delivery_id: str, call_id: str, agent_id: str, day, seconds: int) -> None:
-    """A Retell call_analyzed webhook for a web call started at noon UTC on `day`, costing 2 cents a second."""
-    call = {"call_id": call_id, "agent_id": agent_id, "call_type": "web_call", "call_status": "ended",
-            "duration_ms": seconds * 1000,
-            "start_timestamp": int(datetime.combine(day, time(12), UTC).timestamp() * 1000),
-            "call_cost": {"product_costs": [], "total_duration_seconds": seconds, "combined_cost": 2 * seconds}}
-    with warehouse.connect() as connection, connection.cursor() as cursor:
-        cursor.execute("insert into raw_webhooks.retell_events (delivery_id, event, call_id, payload) "
-                       "values (%s, 'call_analyzed', %s, %s)",
-                       (delivery_id, call_id, json.dumps({"event": "call_analyzed", "call": call})))
+    """A web call started at noon UTC on `day`, costing 2 cents a second."""
+    deliver_retell_web_call(warehouse, delivery_id, call_id, agent_id, datetime.combine(day, time(12), UTC),
+                            seconds, 2 * seconds)
 
 
 @pytest.fixture(scope="module")

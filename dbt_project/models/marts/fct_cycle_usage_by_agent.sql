@@ -1,6 +1,7 @@
 {# Billing cycle x client x agent x provider x metric (agent_id null for client-level resources),
-   summed exactly from events (cycle_usage_totals) and frozen at close exactly like fct_cycle_usage: the rows of a cycle and provider
-   are recomputed until they are stored as closed, then never again, not even by `--full-refresh`. #}
+   summed exactly from events (cycle_usage_totals) and frozen at close like fct_cycle_usage: the rows of a
+   cycle and provider are recomputed until they are stored as closed, then never again, not even by
+   `--full-refresh`. #}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
