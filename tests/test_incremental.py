@@ -8,6 +8,7 @@ import os
 import subprocess
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_conversations_built_incrementally_equal_a_full_rebuild(settled):
     """fct_calls recomputes only the conversations of changed client-days, and ends where a full rebuild does."""
     warehouse, client = settled["warehouse"], clients(SMALL)[0]
     _dbt_run(warehouse, settled["tmp"] / "calls_all", "--select", "fct_calls")
-    assert "rebuilt_calls" not in _compiled(settled["tmp"] / "calls_all", "fct_calls")  # the directory moved
+    assert "fct_calls__rebuilt" not in _compiled(settled["tmp"] / "calls_all", "fct_calls")  # the directory moved
     day = SMALL.end_date - timedelta(days=2)
     _deliver_web_call(warehouse, "late-web", "call_web_late", client.agents[0].retell_agent_id, day, 60)
     with warehouse.connect() as connection, connection.cursor() as cursor:
@@ -157,7 +158,7 @@ def test_conversations_built_incrementally_equal_a_full_rebuild(settled):
         conversations_that_day = cursor.fetchone()[0]
     target = settled["tmp"] / "calls_changed"
     _dbt_run(warehouse, target, "--select", "fct_usage_events", "fct_calls")
-    assert "rebuilt_calls" in _compiled(target, "fct_calls")
+    assert "fct_calls__rebuilt" in _compiled(target, "fct_calls")
     assert _rows_inserted(target, "fct_calls") == conversations_that_day + 1
     incremental = _calls(warehouse)
     assert [row for row in incremental if row[0] == "call_web_late"]
@@ -220,3 +221,36 @@ def test_day_rollups_rebuild_the_day_an_event_left_and_the_day_it_reached(settle
     incremental = _day_rollups(warehouse)
     _dbt_run(warehouse, settled["tmp"] / "rollups_full", "--select", *rollups, "--full-refresh")
     assert _day_rollups(warehouse) == incremental
+
+
+def test_a_leg_that_changes_alone_keeps_its_call_from_another_day(settled):
+    """A Twilio leg on another day than its Retell call changes while the call does not: fct_calls rebuilds
+    their conversation whole (not the leg alone) and ends where a full rebuild does."""
+    warehouse = settled["warehouse"]
+    call_day = SMALL.end_date - timedelta(days=SMALL.days - 1)  # the first day: no other test changes it
+    leg = client_day(SMALL, 0, call_day).twilio_calls[0]["sid"]
+
+    def collect_leg_again(**changes: str) -> None:  # as a collection would: the row rewritten under a new load
+        assignments = ", ".join(f"{column} = %({column})s" for column in changes)
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select max(_dlt_load_id)::numeric + 1 from raw_twilio.calls")
+            load_id = str(cursor.fetchone()[0])
+            cursor.execute(f"update raw_twilio.calls set {assignments}, _dlt_load_id = %(load_id)s "
+                           "where sid = %(sid)s", {**changes, "load_id": load_id, "sid": leg})
+            assert cursor.rowcount == 1
+
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select start_time from raw_twilio.calls where sid = %s", (leg,))
+        started = parsedate_to_datetime(cursor.fetchone()[0])
+    collect_leg_again(start_time=format_datetime(started + timedelta(days=1)))  # the leg moves to the next day
+    _dbt_run(warehouse, settled["tmp"] / "leg_moved", "--select", "fct_usage_events", "fct_calls")
+    collect_leg_again(price="-0.5000")  # then its price changes, on that day alone
+    _dbt_run(warehouse, settled["tmp"] / "leg_repriced", "--select", "fct_usage_events", "fct_calls")
+    incremental = _calls(warehouse)
+    with warehouse.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("select call_id, link_status, twilio_cost_usd from marts.fct_calls "
+                       "where twilio_call_sid = %s", (leg,))
+        (call_id, link_status, twilio_cost), = cursor.fetchall()
+    assert call_id is not None and link_status == "matched" and twilio_cost == Decimal("0.5000")
+    _dbt_run(warehouse, settled["tmp"] / "leg_full", "--select", "fct_calls", "--full-refresh")
+    assert _calls(warehouse) == incremental

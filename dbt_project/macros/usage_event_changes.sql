@@ -91,8 +91,8 @@
 {# CTEs naming what fct_calls recomputes: the Retell calls and Twilio legs of the changed client-days, the
    legs those calls link to, and both keys of every stored conversation holding one of them or lying on a
    changed client-day (so a removed call or leg leaves its conversation). `changed_day_calls` holds the
-   call events of the changed days with `columns` (the key columns at least). #}
-{% macro changed_conversation_keys(columns='provider, external_id, linked_external_id, client_id, usage_date') -%}
+   call events of the changed days. #}
+{% macro changed_conversation_keys() -%}
     changed_days as (
 
         select distinct client_id, usage_date from ops.usage_event_changes as changes
@@ -104,7 +104,7 @@
         usage_date index read the whole day again for every client #}
     changed_day_calls as materialized (
 
-        select {{ columns }}
+        select {{ conversation_event_columns() }}
         from {{ ref('fct_usage_events') }}
         where provider in ('retell', 'twilio') and object_type = 'call'
           and usage_date in (select usage_date from changed_days)
@@ -162,19 +162,71 @@
     )
 {%- endmacro %}
 
-{# Pre-hook of fct_calls: delete the stored conversations this build recomputes. #}
+{# The call events fct_calls reads: what its conversations are made of. #}
+{% macro conversation_event_columns() -%}
+    provider, external_id, linked_external_id, client_id, agent_id, usage_date, occurred_at, metric, quantity,
+    cost_usd, attributes ->> 'call_type' as call_type, attributes ->> 'workspace' as workspace,
+    attributes ->> 'retell_agent_id' as retell_agent_id
+{%- endmacro %}
+
+{# The temporary table of an incremental fct_calls build: every Retell call and Twilio leg it recomputes
+   (rebuilt_provider, rebuilt_key) with their call events, none when the object has gone. #}
+{% macro rebuilt_conversations() -%}
+    fct_calls__rebuilt
+{%- endmacro %}
+
+{# Pre-hook of fct_calls: find once what this build recomputes (rebuilt_conversations), then delete the
+   stored conversations holding any of it. The model reads the same table, so both see the stored
+   conversations as they were before the delete. #}
 {% macro clear_changed_conversations() %}
     {%- if not is_incremental() -%}
     select 1
     {%- elif rebuilds_all_changes() -%}
     delete from {{ this }}
     {%- else -%}
+    create temporary table {{ rebuilt_conversations() }} on commit drop as
+    with {{ changed_conversation_keys() }},
+
+    rebuilt_keys as (
+
+        select 'retell' as rebuilt_provider, call_id as rebuilt_key from rebuilt_calls
+        union all
+        select 'twilio', call_sid from rebuilt_legs
+
+    ),
+
+    {#- the rebuilt calls' and legs' events from the changed days, already read; the few with no event on a
+        changed day (a leg across midnight, the other half of a stored conversation) by key, one semi-join
+        per provider on the (provider, object_type, external_id) index #}
+    rebuilt_events as (
+
+        select * from changed_day_calls
+        union all
+        select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
+        where provider = 'retell' and object_type = 'call'
+          and external_id in (select call_id from rebuilt_calls
+                              except select external_id from changed_day_calls where provider = 'retell')
+        union all
+        select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
+        where provider = 'twilio' and object_type = 'call'
+          and external_id in (select call_sid from rebuilt_legs
+                              except select external_id from changed_day_calls where provider = 'twilio')
+
+    )
+
+    select rebuilt_keys.rebuilt_provider, rebuilt_keys.rebuilt_key, rebuilt_events.*
+    from rebuilt_keys
+    left join rebuilt_events
+        on rebuilt_events.provider = rebuilt_keys.rebuilt_provider
+        and rebuilt_events.external_id = rebuilt_keys.rebuilt_key;
+    analyze {{ rebuilt_conversations() }};
     {#- one semi-join per key, each free to use its index or a hash: `= any(array)` searches the array
         linearly for every row of a small table, and `or` of two `in`s scans a large one #}
-    with {{ changed_conversation_keys() }}
     delete from {{ this }}
-    where ctid in (select ctid from {{ this }} where call_id in (select call_id from rebuilt_calls)
+    where ctid in (select ctid from {{ this }} where call_id in (
+                       select rebuilt_key from {{ rebuilt_conversations() }} where rebuilt_provider = 'retell')
                    union
-                   select ctid from {{ this }} where twilio_call_sid in (select call_sid from rebuilt_legs))
+                   select ctid from {{ this }} where twilio_call_sid in (
+                       select rebuilt_key from {{ rebuilt_conversations() }} where rebuilt_provider = 'twilio'))
     {%- endif -%}
 {% endmacro %}

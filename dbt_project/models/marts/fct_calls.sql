@@ -1,7 +1,8 @@
 {# One row per conversation: the Retell call, its Twilio leg and its LLM usage, with the cost per
    provider and in total. Legs and calls that do not find each other are kept and labelled.
    Incremental: a build deletes and recomputes only the conversations touched by the client-days whose
-   events changed since the last one (changed_conversation_keys). #}
+   events changed since the last one (changed_conversation_keys), found once by its pre-hook into a
+   temporary table that the query reads: so `dbt show` cannot run this model alone on an incremental build. #}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -11,34 +12,14 @@
                "{{ ensure_index(this, 'twilio_call_sid') }}", "{{ ensure_index(this, 'started_at') }}"],
 ) }}
 {% set rebuilt_only = is_incremental() and not rebuilds_all_changes() %}
-{% set event_columns = "provider, external_id, linked_external_id, client_id, agent_id, usage_date, occurred_at, "
-                       ~ "metric, quantity, cost_usd, attributes ->> 'call_type' as call_type, "
-                       ~ "attributes ->> 'workspace' as workspace, attributes ->> 'retell_agent_id' as retell_agent_id" %}
 
-with {% if rebuilt_only %}{{ changed_conversation_keys(event_columns) }},
-
-{% endif -%}
-events as (
+with events as (
 
     {%- if rebuilt_only %}
-    {#- the rebuilt calls and legs from the changed days' events, already read; the few with no event on a
-        changed day (a leg across midnight, the other half of a stored conversation) by key, one semi-join
-        per provider on the (provider, object_type, external_id) index #}
-    select * from changed_day_calls
-    where (provider = 'retell' and external_id in (select call_id from rebuilt_calls))
-       or (provider = 'twilio' and external_id in (select call_sid from rebuilt_legs))
-    union all
-    select {{ event_columns }} from {{ ref('fct_usage_events') }}
-    where provider = 'retell' and object_type = 'call'
-      and external_id in (select call_id from rebuilt_calls
-                          except select external_id from changed_day_calls where provider = 'retell')
-    union all
-    select {{ event_columns }} from {{ ref('fct_usage_events') }}
-    where provider = 'twilio' and object_type = 'call'
-      and external_id in (select call_sid from rebuilt_legs
-                          except select external_id from changed_day_calls where provider = 'twilio')
+    {#- the events of the recomputed calls and legs, found by the pre-hook (clear_changed_conversations) #}
+    select * from {{ rebuilt_conversations() }} where provider is not null
     {%- else %}
-    select {{ event_columns }} from {{ ref('fct_usage_events') }}
+    select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and object_type = 'call'
     {%- endif %}
 
