@@ -89,8 +89,8 @@
 {%- endmacro %}
 
 {# CTEs naming what fct_calls recomputes: the Retell calls and Twilio legs of the changed client-days, the
-   legs those calls link to, and both keys of every stored conversation holding one of them or lying on a
-   changed client-day (so a removed call or leg leaves its conversation). `changed_day_calls` holds the
+   legs those calls link to, every stored conversation holding one of them or lying on a changed client-day
+   (so a removed call or leg leaves its conversation), and both keys of those. `changed_day_calls` holds the
    call events of the changed days. #}
 {% macro changed_conversation_keys() -%}
     changed_days as (
@@ -111,9 +111,9 @@
 
     ),
 
-    changed_calls as (
+    changed_calls as materialized (
 
-        select calls.provider, calls.external_id, calls.linked_external_id
+        select distinct calls.provider, calls.external_id, calls.linked_external_id
         from changed_day_calls as calls
         inner join changed_days
             on changed_days.client_id = calls.client_id and changed_days.usage_date = calls.usage_date
@@ -123,15 +123,15 @@
     stored_conversations as (
 
         {#- one branch per index of fct_calls: call_id, twilio_call_sid, started_at #}
-        select call_id, twilio_call_sid from {{ this }}
+        select ctid as stored_row, call_id, twilio_call_sid from {{ this }}
         where call_id in (select external_id from changed_calls where provider = 'retell')
         union
-        select call_id, twilio_call_sid from {{ this }}
+        select ctid, call_id, twilio_call_sid from {{ this }}
         where twilio_call_sid in (select external_id from changed_calls where provider = 'twilio'
                                   union all
                                   select linked_external_id from changed_calls where provider = 'retell')
         union
-        select stored.call_id, stored.twilio_call_sid
+        select stored.ctid, stored.call_id, stored.twilio_call_sid
         from {{ this }} as stored
         inner join changed_days
             on stored.client_id = changed_days.client_id
@@ -169,15 +169,14 @@
     attributes ->> 'retell_agent_id' as retell_agent_id
 {%- endmacro %}
 
-{# The temporary table of an incremental fct_calls build: every Retell call and Twilio leg it recomputes
-   (rebuilt_provider, rebuilt_key) with their call events, none when the object has gone. #}
+{# The temporary table of an incremental fct_calls build: the call events of every Retell call and Twilio
+   leg it recomputes. #}
 {% macro rebuilt_conversations() -%}
     fct_calls__rebuilt
 {%- endmacro %}
 
-{# Pre-hook of fct_calls: find once what this build recomputes (rebuilt_conversations), then delete the
-   stored conversations holding any of it. The model reads the same table, so both see the stored
-   conversations as they were before the delete. #}
+{# Pre-hook of fct_calls, one statement: delete the stored conversations this build recomputes, found once,
+   and keep the events to recompute them from in rebuilt_conversations, which the model's query reads. #}
 {% macro clear_changed_conversations() %}
     {%- if not is_incremental() -%}
     select 1
@@ -187,46 +186,27 @@
     create temporary table {{ rebuilt_conversations() }} on commit drop as
     with {{ changed_conversation_keys() }},
 
-    rebuilt_keys as (
+    cleared as (
 
-        select 'retell' as rebuilt_provider, call_id as rebuilt_key from rebuilt_calls
-        union all
-        select 'twilio', call_sid from rebuilt_legs
-
-    ),
-
-    {#- the rebuilt calls' and legs' events from the changed days, already read; the few with no event on a
-        changed day (a leg across midnight, the other half of a stored conversation) by key, one semi-join
-        per provider on the (provider, object_type, external_id) index #}
-    rebuilt_events as (
-
-        select * from changed_day_calls
-        union all
-        select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
-        where provider = 'retell' and object_type = 'call'
-          and external_id in (select call_id from rebuilt_calls
-                              except select external_id from changed_day_calls where provider = 'retell')
-        union all
-        select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
-        where provider = 'twilio' and object_type = 'call'
-          and external_id in (select call_sid from rebuilt_legs
-                              except select external_id from changed_day_calls where provider = 'twilio')
+        delete from {{ this }} where ctid = any(array(select stored_row from stored_conversations))
 
     )
 
-    select rebuilt_keys.rebuilt_provider, rebuilt_keys.rebuilt_key, rebuilt_events.*
-    from rebuilt_keys
-    left join rebuilt_events
-        on rebuilt_events.provider = rebuilt_keys.rebuilt_provider
-        and rebuilt_events.external_id = rebuilt_keys.rebuilt_key;
-    analyze {{ rebuilt_conversations() }};
-    {#- one semi-join per key, each free to use its index or a hash: `= any(array)` searches the array
-        linearly for every row of a small table, and `or` of two `in`s scans a large one #}
-    delete from {{ this }}
-    where ctid in (select ctid from {{ this }} where call_id in (
-                       select rebuilt_key from {{ rebuilt_conversations() }} where rebuilt_provider = 'retell')
-                   union
-                   select ctid from {{ this }} where twilio_call_sid in (
-                       select rebuilt_key from {{ rebuilt_conversations() }} where rebuilt_provider = 'twilio'))
+    {#- the rebuilt calls and legs from the changed days' events, already read; the few with no event on a
+        changed day (a leg across midnight, the other half of a stored conversation) by key, one semi-join
+        per provider on the (provider, object_type, external_id) index #}
+    select * from changed_day_calls
+    where (provider = 'retell' and external_id in (select call_id from rebuilt_calls))
+       or (provider = 'twilio' and external_id in (select call_sid from rebuilt_legs))
+    union all
+    select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
+    where provider = 'retell' and object_type = 'call'
+      and external_id in (select call_id from rebuilt_calls
+                          except select external_id from changed_day_calls where provider = 'retell')
+    union all
+    select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
+    where provider = 'twilio' and object_type = 'call'
+      and external_id in (select call_sid from rebuilt_legs
+                          except select external_id from changed_day_calls where provider = 'twilio')
     {%- endif -%}
 {% endmacro %}

@@ -17,7 +17,7 @@ with events as (
 
     {%- if rebuilt_only %}
     {#- the events of the recomputed calls and legs, found by the pre-hook (clear_changed_conversations) #}
-    select * from {{ rebuilt_conversations() }} where provider is not null
+    select * from {{ rebuilt_conversations() }}
     {%- else %}
     select {{ conversation_event_columns() }} from {{ ref('fct_usage_events') }}
     where provider in ('retell', 'twilio') and object_type = 'call'
