@@ -111,7 +111,7 @@
 
     ),
 
-    changed_calls as materialized (
+    changed_calls as (
 
         select distinct calls.provider, calls.external_id, calls.linked_external_id
         from changed_day_calls as calls
