@@ -51,7 +51,7 @@ def closed(database_factory, sandbox_server, tmp_path_factory):
     next_midnight = datetime.combine((cycle_start.astimezone(UTC) + timedelta(days=1)).date(), datetime.min.time(), UTC)
     edge_agent = next(client for client in clients(SMALL) if client.client_id == client_id).agents[0]
     deliver_retell_web_call(warehouse, "edge", "call_on_a_partial_first_day", edge_agent.retell_agent_id,
-                  cycle_start + (next_midnight - cycle_start) / 2, 60, 120)
+                            cycle_start + (next_midnight - cycle_start) / 2, 60, 120)
     # every cycle holding the generated days has closed by then
     as_of = datetime.combine(SMALL.end_date, datetime.min.time(), UTC) + timedelta(days=70)
     _build(warehouse, as_of)
@@ -175,7 +175,7 @@ def test_a_build_compares_only_the_closed_cycles_whose_events_changed(closed):
     assert _query(warehouse, "select 1 from marts.fct_cycle_adjustments where cycle_id = %s", (cycle_id,)) == []
 
     deliver_retell_web_call(warehouse, "late-2", "call_of_another_client", client.agents[0].retell_agent_id,
-                  closed["occurred"], 30, 100)
+                            closed["occurred"], 30, 100)
     _build(warehouse, closed["as_of"] + timedelta(hours=5))
     booked = _query(warehouse, """select provider, metric, delta_quantity from marts.fct_cycle_adjustments
                                   where cycle_id = %s order by provider, metric""", (cycle_id,))

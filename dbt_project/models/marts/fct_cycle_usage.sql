@@ -1,8 +1,9 @@
 {# Billing cycle x client x provider x metric, summed exactly from events (cycle_usage_totals). Closed rows
    are frozen: the rows of a cycle and provider are recomputed until they are stored as closed; from then
    on they are never selected again, and full_refresh=false keeps `--full-refresh` from rebuilding them.
-   Later changes to their events go to fct_cycle_adjustments. A build recomputes the cycles not closed yet and those whose
-   events changed since the last one (cycle_usage, usage_event_changes), never the whole history. #}
+   Later changes to their events go to fct_cycle_adjustments. A build recomputes the cycles not closed yet
+   and those whose events changed since the last one (cycle_usage, usage_event_changes), never the whole
+   history. #}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
