@@ -42,14 +42,15 @@ import psutil
 from benchmarks.sandbox_load import collect_sandbox
 from billing_usage.settings import NOW_ENV, PROJECT_ROOT
 from billing_usage.warehouse import Warehouse, create_database, drop_database, resolve_warehouse
-from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR, RETENTION_MODELS
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
 END = date(2026, 3, 15)
 BASE = SandboxConfig(clients=20, agents_per_client=5, days=14, calls_per_agent_per_day=23, end_date=END)
 DAY_ROLLUPS = ("fct_daily_usage", "fct_daily_client_usage", "fct_hourly_usage")
-EVERY_MODEL = ("build", "--resource-type", "model", "--resource-type", "snapshot")
+# Every model and snapshot the model build makes (the retention job builds the retention models).
+EVERY_MODEL = ("build", "--resource-type", "model", "--resource-type", "snapshot", "--exclude", RETENTION_MODELS)
 RFC_2822 = "Dy, DD Mon YYYY HH24:MI:SS"
 
 # How a copy of each table differs from its original: ids get a suffix; times move by the copy's shift.

@@ -1,5 +1,6 @@
-"""`make retention [DRY_RUN=1]`: purge the detailed events of closed, reconciled cycles past retention,
-as named by ops.retention_cycles at the last model build (`var('retention_months')` in dbt_project.yml).
+"""`make retention [DRY_RUN=1]`: the retention job, in this process, as its schedule runs it: the retention
+models decide which closed, reconciled cycles past `var('retention_months')` may go, then their detailed
+events are purged (or only listed, with --dry-run).
 
     python -m cli.retention [--dry-run]
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billing_usage.retention import run_retention
+from dagster import DagsterInstance
+
 from billing_usage.settings import SettingsError
-from billing_usage.warehouse import resolve_warehouse
+from cli.local_env import ensure_dagster_home
+from cli.run_log import new_log_path, output_to
+from cli.runs import fail_abandoned_runs
 
 
 def main() -> int:
@@ -19,13 +23,26 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="print what would be purged, change nothing")
     args = parser.parse_args()
     try:
-        warehouse = resolve_warehouse()
+        ensure_dagster_home()
+        from dagster_project.definitions import defs
     except SettingsError as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
         return 2
-    report = run_retention(warehouse, args.dry_run)
-    print("\n".join(report.lines()))
-    return 1 if report.refused else 0
+    log_path = new_log_path("retention")
+    print(f"Full log: {log_path}", flush=True)
+    with output_to(log_path), DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
+        result = defs.resolve_job_def("retention").execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"usage_retention": {"config": {"dry_run": args.dry_run}}}})
+    reports = [event.materialization.metadata["report"].value for event in result.get_asset_materialization_events()
+               if "report" in event.materialization.metadata]
+    if not result.success or not reports:
+        failures = [event.step_key for event in result.get_step_failure_events()]
+        print(f"Retention did not run to the end (failed: {', '.join(failures) or 'unknown'}); see the log.")
+        return 2
+    print(reports[0])
+    return 1 if "REFUSED" in reports[0] else 0
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ from dagster_project.jobs import (
 from dagster_project.report import report_after_rollup_sensor, usage_report, usage_report_job
 from dagster_project.resources import WarehouseResource
 from dagster_project.retention import retention_job, retention_schedule, usage_retention
-from dagster_project.transformation import DBT_EXECUTABLE, billing_dbt_models, dbt_project
+from dagster_project.transformation import DBT_EXECUTABLE, billing_dbt_models, dbt_project, retention_dbt_models
 from dagster_project.webhooks import webhook_deliveries_sensor, webhook_landing_assets
 
 defs = Definitions(
-    assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models, usage_retention,
-            usage_report, *export_assets],
+    assets=[*raw_assets, *collector_quarantine_assets, *webhook_landing_assets, billing_dbt_models,
+            retention_dbt_models, usage_retention, usage_report, *export_assets],
     asset_checks=[*collection_checks, prices_settle, coverage_check, anomalies_check],
     jobs=[collect_usage_job, build_models_job, refresh_day_rollups_job, retention_job, usage_report_job,
           export_cycles_job],

@@ -1,4 +1,5 @@
-"""The retention asset and its schedule (02:30 UTC, after the daily rollup)."""
+"""The retention asset and its schedule (02:30 UTC, after the daily rollup): the retention models decide,
+then the asset purges what they name."""
 
 from dagster import (
     AssetCheckResult,
@@ -15,7 +16,7 @@ from dagster import (
 
 from billing_usage.retention import run_retention
 from dagster_project.resources import WarehouseResource
-from dagster_project.transformation import billing_dbt_models
+from dagster_project.transformation import retention_dbt_models
 
 
 class RetentionConfig(Config):
@@ -23,7 +24,7 @@ class RetentionConfig(Config):
 
 
 @asset(
-    deps=[billing_dbt_models],
+    deps=[retention_dbt_models],
     group_name="ops",
     kinds={"postgres"},
     check_specs=[AssetCheckSpec("every_expired_cycle_reconciles", asset="usage_retention")],
@@ -35,6 +36,7 @@ def usage_retention(context: AssetExecutionContext, config: RetentionConfig, war
     for line in report.lines():
         (context.log.error if "REFUSED" in line else context.log.info)(line)
     yield MaterializeResult(metadata={
+        "report": "\n".join(report.lines()),
         "dry_run": report.dry_run,
         "cycles_purged": len(report.purge),
         "cycles_refused": len(report.refused),
@@ -49,6 +51,6 @@ def usage_retention(context: AssetExecutionContext, config: RetentionConfig, war
     )
 
 
-retention_job = define_asset_job("retention", selection=[usage_retention])
+retention_job = define_asset_job("retention", selection=[retention_dbt_models, usage_retention])
 retention_schedule = ScheduleDefinition(job=retention_job, cron_schedule="30 2 * * *", execution_timezone="UTC",
                                         default_status=DefaultScheduleStatus.RUNNING)

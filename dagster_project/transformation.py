@@ -1,4 +1,5 @@
-"""dbt assets: staging, intermediate and marts, wired to the raw dlt assets through dbt sources."""
+"""dbt assets: staging, intermediate and marts, wired to the raw dlt assets through dbt sources; the
+retention models, built by the retention job alone."""
 
 
 import json
@@ -7,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetObservation
+from dagster import AssetExecutionContext, AssetObservation, Failure
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from billing_usage.locks import advisory_lock
@@ -21,6 +22,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))  # the one beside this interpreter
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
+# Which expired cycles may be purged: a full check of their events, built right before each purge rather
+# than by every build (it reads every event of every expired cycle not purged yet).
+RETENTION_MODELS = "path:models/retention"
 
 
 def dbt_build_args(as_of: str, backfill: tuple[str, str] | None = None) -> list[str]:
@@ -58,12 +62,14 @@ class LayerTranslator(DagsterDbtTranslator):
 TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=TRANSLATOR,
-            partitions_def=daily_partitions, backfill_policy=single_run, pool="dbt_warehouse")
-def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """One dbt build at a time per warehouse: concurrent builds collide on view and table swaps."""
+def _locked_build(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
+                  backfill: tuple[str, str] | None = None, fail_when_busy: bool = False):
+    """One dbt build at a time per warehouse: concurrent builds collide on view and table swaps. A build
+    that waited too long is skipped, or fails when what follows must not act on older models."""
     with advisory_lock(warehouse.warehouse, "dbt:build", context.run_id, warehouse.settings.lock_wait_seconds,
                        context.log.info) as lock:
+        if not lock.acquired and fail_when_busy:
+            raise Failure(f"dbt build {lock.skip_message}")
         if not lock.acquired:
             context.log.warning(f"dbt build {lock.skip_message}")
             for key in context.selected_asset_keys:
@@ -72,5 +78,18 @@ def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, ware
         with warehouse.warehouse.connect() as connection:
             ensure_tables(connection)  # the webhook sources exist before the receiver's first delivery
             store_pii_salt(connection, warehouse.settings.pii_salt)
-        args = dbt_build_args(utc_now().isoformat(), backfill_days(context))
-        yield from dbt.cli(args, context=context).stream()
+        yield from dbt.cli(dbt_build_args(utc_now().isoformat(), backfill), context=context).stream()
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=TRANSLATOR,
+            exclude=RETENTION_MODELS, partitions_def=daily_partitions, backfill_policy=single_run,
+            pool="dbt_warehouse")
+def billing_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    yield from _locked_build(context, dbt, warehouse, backfill_days(context))
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=TRANSLATOR,
+            select=RETENTION_MODELS, pool="dbt_warehouse")
+def retention_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """Never skipped: the purge that follows must decide on what the models hold now."""
+    yield from _locked_build(context, dbt, warehouse, fail_when_busy=True)

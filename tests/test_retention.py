@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from dagster import DagsterInstance
+from dateutil.relativedelta import relativedelta
 
 from billing_usage.retention import run_retention
+from billing_usage.settings import NOW_ENV, PROJECT_ROOT
 from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from tests.conftest import TEST_END_DATE, pipeline_environment, run_job, run_pipeline
 
@@ -42,6 +45,14 @@ def _counts(warehouse) -> dict:
     }
 
 
+def _make_retention_dry_run(local_dir) -> subprocess.CompletedProcess:
+    """`make retention DRY_RUN=1` a year after AS_OF: its 13 months' cutoff is the tests' one month's."""
+    env = {**os.environ, NOW_ENV: (AS_OF + relativedelta(years=1)).isoformat(),
+           "BILLING_USAGE_LOCAL_DIR": str(local_dir), "DAGSTER_HOME": str(local_dir / "dagster_home")}
+    return subprocess.run([sys.executable, "-m", "cli.retention", "--dry-run"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def retained(database_factory, sandbox_server, tmp_path_factory):
     warehouse = database_factory("retention")
@@ -70,8 +81,10 @@ def retained(database_factory, sandbox_server, tmp_path_factory):
         # retention decides on what the models hold at a build: here, before the ledger books the difference
         # (a run: the identity test on the cycles would rightly fail until then)
         assert _build(warehouse, AS_OF, "fct_usage_events", command="run").returncode == 0
-        assert _build(warehouse, AS_OF, "retention_cycles", "retention_raw_rows").returncode == 0
         before = _counts(warehouse)
+        cli = _make_retention_dry_run(tmp_path_factory.mktemp("local"))
+        after_cli = _counts(warehouse)
+        assert _build(warehouse, AS_OF, "retention_cycles", "retention_raw_rows").returncode == 0
         dry = run_retention(warehouse, dry_run=True)
         after_dry = _counts(warehouse)
         applied = run_retention(warehouse, dry_run=False)
@@ -80,9 +93,9 @@ def retained(database_factory, sandbox_server, tmp_path_factory):
         rebuild = _build(warehouse, AS_OF + timedelta(hours=1))
         again = run_retention(warehouse, dry_run=False)
         asset_run = run_job("retention", DagsterInstance.ephemeral())
-    return {"warehouse": warehouse, "before": before, "dry": dry, "after_dry": after_dry, "applied": applied,
-            "after": after, "purged": purged, "rebuild": rebuild, "again": again, "asset_run": asset_run,
-            "tampered": tampered}
+    return {"warehouse": warehouse, "before": before, "cli": cli, "after_cli": after_cli, "dry": dry,
+            "after_dry": after_dry, "applied": applied, "after": after, "purged": purged, "rebuild": rebuild,
+            "again": again, "asset_run": asset_run, "tampered": tampered}
 
 
 def test_a_dry_run_lists_what_would_go_and_changes_nothing(retained):
@@ -92,6 +105,14 @@ def test_a_dry_run_lists_what_would_go_and_changes_nothing(retained):
         [("client_002", ["does not reconcile"])] * retained["tampered"]
     assert retained["after_dry"] == retained["before"]
     assert any(line.startswith("  would purge client_001") for line in dry.lines())
+
+
+def test_make_retention_decides_then_lists_and_changes_nothing(retained):
+    """The command builds the retention models itself (the model build leaves them out), as the job does."""
+    cli = retained["cli"]
+    assert cli.returncode == 1, cli.stdout + cli.stderr[-3000:]  # client_002 is refused
+    assert set(retained["dry"].lines()[1:]) <= set(cli.stdout.splitlines())
+    assert retained["after_cli"] == retained["before"]
 
 
 def test_only_reconciled_closed_cycles_lose_their_detail(retained):
@@ -123,4 +144,6 @@ def test_a_refused_cycle_waits_until_the_ledger_reconciles_it(retained):
     assert [c.client_id for c in retained["again"].purge] == ["client_002"] * retained["tampered"]
     assert not retained["again"].refused
     checks = {e.check_name: e.passed for e in retained["asset_run"].get_asset_check_evaluations()}
-    assert checks == {"every_expired_cycle_reconciles": True}  # the asset's own cutoff: nothing expired yet
+    assert checks["every_expired_cycle_reconciles"]  # the asset's own cutoff: nothing expired yet
+    assert checks["unique_retention_cycles_cycle_id"]  # the job builds and tests the retention models first
+    assert all(checks.values()), checks
