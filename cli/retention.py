@@ -24,13 +24,14 @@ def main() -> int:
     args = parser.parse_args()
     try:
         ensure_dagster_home()
-        from dagster_project.definitions import defs
     except SettingsError as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
         return 2
     log_path = new_log_path("retention")
     print(f"Full log: {log_path}", flush=True)
     with output_to(log_path), DagsterInstance.get() as instance:
+        from dagster_project.definitions import defs  # its import warnings go to the log
+
         fail_abandoned_runs(instance)
         result = defs.resolve_job_def("retention").execute_in_process(
             instance=instance, raise_on_error=False,
