@@ -17,9 +17,10 @@ import subprocess
 import tempfile
 import time
 
+from benchmarks.incremental_scale import EVERY_MODEL
 from benchmarks.sandbox_load import collect_sandbox
 from billing_usage.warehouse import create_database, drop_database, resolve_warehouse
-from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR, RETENTION_MODELS
+from dagster_project.transformation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 
@@ -41,12 +42,11 @@ def _touch(warehouse, objects: int, load_id: str) -> None:
 def _whole_project_incremental(warehouse, objects: int, scratch: str) -> dict:
     """Every model and snapshot of the model build once in full, then incrementally after N objects changed:
     time, slowest models, scans."""
-    every_model = ("build", "--resource-type", "model", "--resource-type", "snapshot", "--exclude", RETENTION_MODELS)
-    full = _dbt(warehouse, *every_model)
+    full = _dbt(warehouse, *EVERY_MODEL)
     _touch(warehouse, objects, "9999999999.1")
     with warehouse.connect() as connection, connection.cursor() as cursor:
         cursor.execute("select pg_stat_reset()")
-    incremental = _dbt(warehouse, *every_model, "--target-path", scratch)
+    incremental = _dbt(warehouse, *EVERY_MODEL, "--target-path", scratch)
     time.sleep(1)  # statistics reach the shared counters when the dbt connections close
     with warehouse.connect() as connection, connection.cursor() as cursor:
         cursor.execute("""select schemaname || '.' || relname, seq_scan, seq_tup_read from pg_stat_user_tables

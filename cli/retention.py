@@ -43,7 +43,9 @@ def main() -> int:
         print(f"Retention did not run to the end (failed: {', '.join(failures) or 'unknown'}); see the log.")
         return 2
     print(reports[0])
-    return 1 if "REFUSED" in reports[0] else 0
+    reconciled = all(check.passed for check in result.get_asset_check_evaluations()
+                     if check.check_name == "every_expired_cycle_reconciles")
+    return 0 if reconciled else 1
 
 
 if __name__ == "__main__":
